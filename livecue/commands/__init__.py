@@ -1,0 +1,1 @@
+"""One module per ``livecue`` subcommand (see :mod:`livecue.cli`)."""

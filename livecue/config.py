@@ -1,0 +1,250 @@
+"""Settings: one frozen, typed object, parsed once from ``LIVECUE_*`` env vars and CLI flags.
+
+Every setting is declared once in :data:`SETTINGS` with its env var, flag, default and help;
+``livecue <command> --help`` and the README table are generated from the same list. A wrong
+value raises :class:`~schemas.errors.ConfigError` naming the setting and where it came from.
+Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from schemas.errors import ConfigError
+
+__all__ = ["Settings", "Setting", "SETTINGS", "load_settings", "add_setting_flags", "parse_broker_url"]
+
+
+def parse_broker_url(value: str) -> str:
+    """Validate ``kafka://host:port[,host:port...]`` and return the aiokafka bootstrap string."""
+    m = re.fullmatch(r"kafka://([^/?#]+)/?", value.strip())
+    if not m:
+        raise ValueError("expected kafka://HOST:PORT[,HOST:PORT...]")
+    hosts = m.group(1).split(",")
+    for h in hosts:
+        hm = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", h)
+        if not hm or not 0 < int(hm.group(2)) < 65536:
+            raise ValueError(f"bad host:port {h!r}")
+    return ",".join(hosts)
+
+
+def _bool(v: str) -> bool:
+    s = v.strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false, yes/no, on/off or 1/0")
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(v: str) -> int:
+        try:
+            n = int(v.strip())
+        except ValueError:
+            raise ValueError("expected an integer") from None
+        if not lo <= n <= hi:
+            raise ValueError(f"expected an integer in {lo}..{hi}")
+        return n
+
+    return parse
+
+
+def _float_range(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(v: str) -> float:
+        try:
+            n = float(v.strip())
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if not lo <= n <= hi:
+            raise ValueError(f"expected a number in {lo}..{hi}")
+        return n
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(v: str) -> str:
+        if v not in options:
+            raise ValueError("expected one of " + ", ".join(options))
+        return v
+
+    return parse
+
+
+def _origins(v: str) -> tuple[str, ...]:
+    out = tuple(o.strip() for o in v.split(",") if o.strip())
+    for o in out:
+        if not re.fullmatch(r"https?://[A-Za-z0-9_.\-\[\]:]+", o):
+            raise ValueError(f"bad origin {o!r} (expected scheme://host[:port], no path)")
+    return out
+
+
+def _path(v: str) -> Path:
+    if not v.strip():
+        raise ValueError("expected a path")
+    return Path(v)
+
+
+def _opt_path(v: str) -> Path | None:
+    return Path(v) if v.strip() else None
+
+
+def _str(v: str) -> str:
+    return v
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Declaration of one setting: field name, env var, parser, default (as text) and help."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return "LIVECUE_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("broker", parse_broker_url, "kafka://127.0.0.1:9092", "Kafka bootstrap servers, kafka://HOST:PORT[,HOST:PORT]"),
+    Setting("partitions", _int_range(1, 1024), "4", "partitions per contract topic when creating topics"),
+    Setting("app_id", _str, "livecue", "Kafka consumer group / Faust app id of the workers"),
+    Setting("data_dir", _path, "./data", "directory for worker state (one subdirectory per worker)"),
+    Setting("playbook", _opt_path, "", "playbook TOML file (empty: the shipped default)"),
+    Setting("playbook_dir", _opt_path, "", "directory of per-room playbook overrides, ROOM_ID.toml"),
+    Setting("worker_id", _str, "", "name of this worker (empty: hostname-pid); picks its data subdirectory"),
+    Setting("metrics_port", _int_range(0, 65535), "9464", "port of the worker's /metrics (0: pick a free one)"),
+    Setting("metrics_host", _str, "127.0.0.1", "address the worker's /metrics binds to"),
+    Setting("web_port", _int_range(0, 65535), "0", "port of Faust's own web server (0: pick a free one)"),
+    Setting("web_host", _str, "127.0.0.1", "address Faust's own web server binds to"),
+    Setting("fetch_max_wait_ms", _int_range(1, 5000), "20", "longest a fetch waits for data (Faust hard-codes 1500)"),
+    Setting("linger_ms", _int_range(0, 1000), "20", "producer linger: batches sends (1 ms overloads Tansu)"),
+    Setting("max_task_idle_ms", _int_range(0, 60000), "300", "how long a room waits for a lagging input topic before releasing events (cross-topic alignment)"),
+    Setting("commit_interval_s", _float_range(0.05, 60.0), "1.0", "seconds between offset commits / state flushes"),
+    Setting("session_timeout_s", _float_range(1.0, 300.0), "10", "consumer group session timeout"),
+    Setting("heartbeat_interval_s", _float_range(0.1, 60.0), "1", "consumer group heartbeat interval"),
+    Setting("rebalance_timeout_s", _float_range(1.0, 300.0), "6", "consumer group rebalance timeout (Tansu waits this long before a group forms)"),
+    Setting("stats_interval_ms", _int_range(100, 60000), "1000", "event-time interval between room_stats snapshots"),
+    Setting("gateway_host", _str, "127.0.0.1", "address the websocket gateway binds to"),
+    Setting("gateway_port", _int_range(0, 65535), "8765", "port of the websocket gateway (screens, /metrics, /healthz)"),
+    Setting("token_secret", _str, "", "HMAC secret for screen tokens (empty: a random one per process, dev only)", secret=True),
+    Setting("allowed_origins", _origins, "", "exact Origin allow-list for browsers, comma separated (empty: same host as the gateway)"),
+    Setting("max_connections", _int_range(1, 1_000_000), "1000", "cap on websocket connections per gateway"),
+    Setting("max_connections_per_token", _int_range(1, 10000), "8", "cap on websocket connections per token"),
+    Setting("log_format", _choice("auto", "json", "text"), "auto", "log format: json when not on a terminal (auto)"),
+    Setting("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "log level"),
+)
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of a LiveCue process. Build with :func:`load_settings`; never mutate."""
+
+    broker: str = "127.0.0.1:9092"
+    partitions: int = 4
+    app_id: str = "livecue"
+    data_dir: Path = Path("./data")
+    playbook: Path | None = None
+    playbook_dir: Path | None = None
+    worker_id: str = ""
+    metrics_port: int = 9464
+    metrics_host: str = "127.0.0.1"
+    web_port: int = 0
+    web_host: str = "127.0.0.1"
+    fetch_max_wait_ms: int = 20
+    linger_ms: int = 20
+    max_task_idle_ms: int = 300
+    commit_interval_s: float = 1.0
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 1.0
+    rebalance_timeout_s: float = 6.0
+    stats_interval_ms: int = 1000
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8765
+    token_secret: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    max_connections: int = 1000
+    max_connections_per_token: int = 8
+    log_format: str = "auto"
+    log_level: str = "INFO"
+
+    @property
+    def broker_url(self) -> str:
+        """The broker as a ``kafka://`` URL (what Faust and the CLI print)."""
+        return "kafka://" + self.broker
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (values already typed)."""
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:  # never print secrets
+        fields = ", ".join(
+            f"{s.name}={'***' if s.secret and getattr(self, s.name) else getattr(self, s.name)!r}"
+            for s in SETTINGS
+        )
+        return f"Settings({fields})"
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+    """Add ``--flag`` options for the named settings (values stay text until :func:`load_settings`)."""
+    group = parser.add_argument_group("settings (flag overrides env var)")
+    for name in names:
+        s = _BY_NAME[name]
+        group.add_argument(
+            s.flag, dest="setting_" + s.name, metavar=s.name.upper(), default=None,
+            help=f"{s.help} [env {s.env}, default {s.default!r}]",
+        )
+
+
+def load_settings(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Settings:
+    """Parse settings from env vars and flag values (flags win). Raises ConfigError naming the setting."""
+    values: dict[str, Any] = {}
+    flags = flags or {}
+    for s in SETTINGS:
+        raw, source = s.default, "default"
+        if s.env in env:
+            raw, source = env[s.env], f"env {s.env}"
+        flag_value = flags.get(s.name)
+        if flag_value is not None:
+            raw, source = flag_value, f"flag {s.flag}"
+        try:
+            values[s.name] = s.parse(raw)
+        except ValueError as exc:
+            shown = "***" if s.secret else repr(raw)
+            raise ConfigError(f"setting {s.name} ({source}) = {shown}: {exc}") from None
+    settings = Settings(**values)
+    if settings.heartbeat_interval_s * 3 > settings.session_timeout_s:
+        raise ConfigError(
+            "setting heartbeat_interval_s: must be at most a third of session_timeout_s "
+            f"({settings.heartbeat_interval_s} vs {settings.session_timeout_s})"
+        )
+    return settings
+
+
+def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    """Settings from an argparse namespace built with :func:`add_setting_flags`."""
+    flags = {k[len("setting_"):]: v for k, v in vars(args).items() if k.startswith("setting_")}
+    return load_settings(env, flags)
+
+
+def settings_table() -> str:
+    """Markdown table of every setting (for the README)."""
+    rows = ["| env var | flag | default | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        rows.append(f"| `{s.env}` | `{s.flag}` | `{s.default}` | {s.help} |")
+    return "\n".join(rows)

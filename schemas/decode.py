@@ -1,0 +1,206 @@
+"""Bytes in, typed event out: the one decode function of the hot path.
+
+``decode_event`` either returns an event of :mod:`schemas.events` or raises
+:class:`~schemas.errors.InvalidEvent` with a short reason naming the field. It never raises
+anything else, whatever the bytes (a property test holds it to that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+
+from .errors import InvalidAck, InvalidEvent
+from .events import EVENT_CLASSES, TOPIC_OF_TYPE, Event, LineupItem
+from .limits import COMMON_FIELDS, FIELDS, KINDS, LINEUP_FIELDS
+from .outputs import ACK_ACTIONS, Ack
+
+__all__ = ["decode_event", "decode_ack", "encode", "MAX_EVENT_BYTES", "UNCHECKED"]
+
+#: Larger records are rejected before parsing (the biggest legal event, a full lineup, is ~60 KiB).
+MAX_EVENT_BYTES: Final = 256 * 1024
+
+
+class _Unchecked:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNCHECKED"
+
+
+#: Pass as ``key`` to skip the Kafka-key check (offline files, backtests).
+UNCHECKED: Final = _Unchecked()
+
+_Check = Callable[[Any, str], Any]
+
+
+def _string_check(lo: int, hi: int) -> _Check:
+    def check(v: Any, name: str) -> Any:
+        if type(v) is not str:
+            raise InvalidEvent(f"{name}: must be a string", name)
+        n = len(v)
+        if n < lo:
+            raise InvalidEvent(f"{name}: must not be empty", name)
+        if n > hi:
+            raise InvalidEvent(f"{name}: longer than {hi} characters", name)
+        return v
+
+    return check
+
+
+def _int_check(lo: int, hi: int) -> _Check:
+    def check(v: Any, name: str) -> Any:
+        # bool is an int subclass; a float such as 3.0 is not an integer on this wire.
+        if type(v) is not int:
+            raise InvalidEvent(f"{name}: must be an integer", name)
+        if v < lo:
+            if lo == 1 and v <= 0:
+                raise InvalidEvent(f"{name}: must be positive", name)
+            raise InvalidEvent(f"{name}: below {lo}", name)
+        if v > hi:
+            raise InvalidEvent(f"{name}: above {hi}", name)
+        return v
+
+    return check
+
+
+def _enum_check(allowed: tuple[object, ...]) -> _Check:
+    allowed_set = frozenset(allowed)
+    text = " | ".join(str(a) for a in allowed)
+
+    def check(v: Any, name: str) -> Any:
+        if type(v) is not str or v not in allowed_set:
+            raise InvalidEvent(f"{name}: must be one of {text}", name)
+        return v
+
+    return check
+
+
+def _lineup_check(lo: int, hi: int) -> _Check:
+    def check(v: Any, name: str) -> Any:
+        if type(v) is not list:
+            raise InvalidEvent(f"{name}: must be an array", name)
+        if len(v) > hi:
+            raise InvalidEvent(f"{name}: more than {hi} items", name)
+        items = []
+        seen: set[str] = set()
+        for i, raw in enumerate(v):
+            where = f"{name}[{i}]"
+            if type(raw) is not dict:
+                raise InvalidEvent(f"{where}: must be an object", where)
+            args = _fields(raw, _LINEUP_CHECKS, where + ".")
+            if args[0] in seen:
+                raise InvalidEvent(f"{where}.sku_id: duplicate sku_id", where + ".sku_id")
+            seen.add(args[0])
+            items.append(LineupItem(*args))
+        return tuple(items)
+
+    return check
+
+
+def _make_check(kind: str) -> _Check:
+    jtype, bounds = KINDS[kind]
+    if jtype == "string":
+        return _string_check(*bounds)  # type: ignore[arg-type]
+    if jtype == "integer":
+        return _int_check(*bounds)  # type: ignore[arg-type]
+    if jtype == "enum":
+        return _enum_check(bounds)
+    return _lineup_check(*bounds)  # type: ignore[arg-type]
+
+
+_CHECKS: Final[dict[str, _Check]] = {k: _make_check(k) for k in KINDS}
+_LINEUP_CHECKS: Final = tuple((n, _CHECKS[k]) for n, k in LINEUP_FIELDS)
+_TYPE_CHECKS: Final[dict[str, tuple[tuple[str, _Check], ...]]] = {
+    t: tuple((n, _CHECKS[k]) for n, k in COMMON_FIELDS + extra) for t, extra in FIELDS.items()
+}
+_MISSING: Final = object()
+_TYPES_TEXT: Final = ", ".join(EVENT_CLASSES)
+
+
+def _fields(obj: dict[str, Any], checks: tuple[tuple[str, _Check], ...], prefix: str = "") -> list[Any]:
+    out = []
+    get = obj.get
+    for name, check in checks:
+        v = get(name, _MISSING)
+        if v is _MISSING:
+            raise InvalidEvent(f"{prefix}{name}: missing", prefix + name)
+        out.append(check(v, prefix + name))
+    return out
+
+
+def _parse_object(raw: bytes | bytearray | memoryview | str, err: type[InvalidEvent]) -> dict[str, Any]:
+    if raw is None or not isinstance(raw, (bytes, bytearray, memoryview, str)):
+        raise err("value: missing or not bytes", "value")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise err(f"value: larger than {MAX_EVENT_BYTES} bytes", "value")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if isinstance(exc.__cause__, UnicodeDecodeError) or "UTF-8" in str(exc) or "utf-8" in str(exc):
+            raise err("value: not valid UTF-8", "value") from None
+        raise err("value: not valid JSON", "value") from None
+    if type(obj) is not dict:
+        raise err("value: JSON is not an object", "value")
+    return obj
+
+
+def decode_event(
+    raw: bytes | bytearray | memoryview | str,
+    key: bytes | None | _Unchecked = UNCHECKED,
+    topic: str | None = None,
+) -> Event:
+    """Decode one record's value into a typed event.
+
+    ``key`` is the record's Kafka key; it must equal ``room_id`` (pass :data:`UNCHECKED` to skip,
+    e.g. for files). ``topic``, when given, must be the topic the event's type belongs to.
+    Raises :class:`InvalidEvent` for anything that cannot be used; never anything else.
+    """
+    obj = _parse_object(raw, InvalidEvent)
+    etype = obj.get("type", _MISSING)
+    if etype is _MISSING:
+        raise InvalidEvent("type: missing", "type")
+    checks = _TYPE_CHECKS.get(etype) if type(etype) is str else None
+    if checks is None:
+        raise InvalidEvent(f"type: unknown (expected one of {_TYPES_TEXT})", "type")
+    if topic is not None and TOPIC_OF_TYPE[etype] != topic:
+        raise InvalidEvent(f"type: {etype} does not belong on topic {topic}", "type")
+    args = _fields(obj, checks)
+    if key is not UNCHECKED:
+        if not key:
+            raise InvalidEvent("key: missing Kafka key (must equal room_id)", "key")
+        try:
+            skey = key.decode() if isinstance(key, (bytes, bytearray)) else str(key)
+        except UnicodeDecodeError:
+            raise InvalidEvent("key: not valid UTF-8", "key") from None
+        if skey != args[1]:
+            raise InvalidEvent("key: Kafka key disagrees with room_id", "key")
+    return EVENT_CLASSES[etype](*args)  # type: ignore[arg-type]
+
+
+_ACK_CHECKS: Final = (
+    ("cue_id", _CHECKS["id"]),
+    ("room_id", _CHECKS["id"]),
+    ("action", _enum_check(ACK_ACTIONS)),
+    ("by", _CHECKS["id"]),
+    ("ts", _CHECKS["ts"]),
+)
+
+
+def decode_ack(raw: bytes | bytearray | memoryview | str) -> Ack:
+    """Decode an acknowledgement record (``live.acks``). Raises :class:`InvalidAck`."""
+    obj = _parse_object(raw, InvalidAck)
+    try:
+        args = _fields(obj, _ACK_CHECKS)
+    except InvalidAck:
+        raise
+    except InvalidEvent as exc:
+        raise InvalidAck(exc.reason, exc.field) from None
+    return Ack(*args)
+
+
+def encode(obj: object) -> bytes:
+    """Encode an event or output record to its wire bytes (compact UTF-8 JSON)."""
+    return orjson.dumps(obj)

@@ -1,0 +1,146 @@
+"""Wire contract v1: what LiveCue writes (cues, room stats, dead letters) and the screens' acks.
+
+These are plain frozen dataclasses; ``orjson.dumps`` turns them into their wire JSON. No Faust
+metadata ever appears in them, so any program can read the output topics.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeAlias
+
+__all__ = [
+    "CUE_KINDS", "SEVERITIES", "TIERS", "ACK_ACTIONS",
+    "CueKind", "Severity", "Tier", "AckAction",
+    "Cue", "SkuStats", "RoomStats", "DeadLetter", "Ack",
+]
+
+CueKind: TypeAlias = Literal[
+    "push_stock", "release_orders", "switch_to_traffic_driver", "switch_to_profit", "unpaid_orders"
+]
+CUE_KINDS: Final = (
+    "push_stock", "release_orders", "switch_to_traffic_driver", "switch_to_profit", "unpaid_orders"
+)
+Severity: TypeAlias = Literal["info", "warn", "critical"]
+SEVERITIES: Final = ("info", "warn", "critical")
+Tier: TypeAlias = Literal["hot", "warm", "cold"]
+TIERS: Final = ("hot", "warm", "cold")
+AckAction: TypeAlias = Literal["ack", "done", "dismiss"]
+ACK_ACTIONS: Final = ("ack", "done", "dismiss")
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    """A prompt for the people running the room.
+
+    ``cue_id`` is deterministic (room, session, kind, SKU, episode start) so reprocessing emits
+    the same id. ``ts`` is the event time (epoch ms) at which the trigger held; ``emitted_at``
+    the wall time (epoch ms) it was sent. ``headline`` is at most 60 characters, for the host.
+    ``texts`` carries the same headline/detail in every language the playbook has.
+    """
+
+    cue_id: str
+    room_id: str
+    session_id: str
+    kind: CueKind
+    severity: Severity
+    sku_id: str | None
+    target_sku_id: str | None
+    headline: str
+    detail: str
+    evidence: dict[str, Any]
+    ts: int
+    emitted_at: int = 0
+    texts: dict[str, dict[str, str]] = field(default_factory=dict)
+    type: Literal["cue"] = field(default="cue", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SkuStats:
+    """Per-SKU funnel in a room_stats snapshot. Rates are per minute over the short window."""
+
+    sku_id: str
+    name: str
+    role: str
+    price_cents: int
+    stock: int
+    on_air: bool
+    held: bool
+    sold: int
+    cart_adds_per_min: float
+    orders_per_min: float
+    units_per_min: float
+    conversion: float | None
+    eta_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomStats:
+    """A snapshot of one active room, about once a second of event time."""
+
+    room_id: str
+    session_id: str
+    ts: int
+    tier: Tier
+    online: int
+    online_trend: float
+    entered_per_min: float
+    left_per_min: float
+    chat_per_min: float
+    unique_chatters: int
+    intent_per_min: float
+    intent_share: float
+    likes_per_min: float
+    cart_adds_per_min: float
+    orders_per_min: float
+    gmv_cents_per_min: int
+    gmv_cents_total: int
+    unpaid_share: float
+    on_air_sku: str | None
+    skus: tuple[SkuStats, ...]
+    emitted_at: int = 0
+    type: Literal["room_stats"] = field(default="room_stats", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input record that could not be used, with where it came from and why.
+
+    ``raw_b64`` is the record's exact value bytes, base64-encoded, so nothing is lost.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    reason: str
+    field_name: str | None
+    raw_b64: str
+    emitted_at: int
+    type: Literal["deadletter"] = field(default="deadletter", init=False)
+
+    @staticmethod
+    def of(
+        topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+        reason: str, field_name: str | None, emitted_at: int,
+    ) -> DeadLetter:
+        """Build a record from raw Kafka fields (key decoded leniently, value kept as base64)."""
+        skey = key.decode("utf-8", "replace") if key is not None else None
+        raw = base64.b64encode(value or b"").decode("ascii")
+        return DeadLetter(topic, partition, offset, skey, reason, field_name, raw, emitted_at)
+
+    def raw(self) -> bytes:
+        """The original value bytes."""
+        return base64.b64decode(self.raw_b64)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """A screen's acknowledgement of a cue (``live.acks``). ``by`` names the screen's user."""
+
+    cue_id: str
+    room_id: str
+    action: AckAction
+    by: str
+    ts: int
