@@ -4,9 +4,13 @@ A room's events arrive on six topics that a consumer may read at different speed
 see them in one order that depends only on the events, so a worker catching up a backlog decides
 exactly like one that kept up, and an offline backtest like both:
 
-    (ts, topic rank, position within its topic)
+    (effective ts, topic rank, position within its topic)
 
 ``live.room`` ranks first so a ``session_start`` precedes everything else at the same ``ts``.
+The *effective* ts of an event is ``max(ts, effective ts of the room's previous event on the same
+topic)``: a late event keeps its place in its topic (Kafka's per-partition order), so a room's
+events of one topic always reach the core in offset order. That makes "skip what this room has
+already processed, by offset" exact after a crash. The core still sees the event's own ``ts``.
 
 :class:`Aligner` is the bounded-wait merge (the idea of Kafka Streams' ``max.task.idle.ms``):
 an event is released once every input topic of its partition has shown it a later-or-equal
@@ -36,15 +40,18 @@ def order_key(ts: int, topic: str, seq: int) -> tuple[int, int, int]:
 def canonical_order(items: Iterable[tuple[str, int, Any]]) -> list[Any]:
     """Sort ``(topic, ts, payload)`` items of one source into canonical order.
 
-    ``seq`` is the item's index among the items of the same topic (stable within a topic, as a
-    Kafka partition is).
+    The items are one room's, in the order each topic delivered them (as a Kafka partition
+    does); an item's position among its topic's items orders it within that topic.
     """
     counters: dict[str, int] = {}
+    frontier: dict[str, int] = {}
     keyed = []
     for topic, ts, payload in items:
         n = counters.get(topic, 0)
         counters[topic] = n + 1
-        keyed.append((order_key(ts, topic, n), payload))
+        eff = max(ts, frontier.get(topic, ts))
+        frontier[topic] = eff
+        keyed.append((order_key(eff, topic, n), payload))
     keyed.sort(key=lambda kv: kv[0])
     return [p for _, p in keyed]
 
@@ -62,48 +69,69 @@ class Pending:
 class Aligner:
     """Merges one partition's input topics into canonical order with a bounded wait.
 
-    ``push(topic, offset, ts, payload, now_ms)`` adds a record (``offset`` orders it within its
-    topic); ``pop_ready(now_ms)`` returns the payloads that may be released, in order.
-    A topic's *frontier* is the largest ``ts`` seen on it. An event at ``ts`` is ready when every
-    topic's frontier is ≥ ``ts`` (no earlier event can still arrive, as topics are ts-ordered per
-    room), or when it has waited ``max_idle_ms``, or when the caller knows a topic is drained
-    (``mark_idle``: fully caught up, nothing more to read right now).
+    ``push(room, topic, offset, ts, payload, now_ms)`` adds a record (``offset`` orders it within
+    its topic); ``pop_ready(now_ms)`` returns the payloads that may be released, in order.
+    A topic's *frontier* is the largest effective ts seen on it. An event is ready when every
+    topic's frontier has reached its effective ts (no earlier event can still arrive), or when it
+    has waited ``max_idle_ms``, or — after a short ``grace_ms`` for records still in flight —
+    when every topic that is behind is known to be caught up (``mark_caught_up``: position ==
+    end offset, nothing more to read right now; Kafka Streams skips idling the same way).
     """
 
-    def __init__(self, topics: Iterable[str], max_idle_ms: int) -> None:
+    def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 100) -> None:
         self.topics = tuple(topics)
         self.max_idle_ms = max_idle_ms
+        self.grace_ms = min(grace_ms, max_idle_ms)
         self._frontier: dict[str, int] = {t: -1 for t in self.topics}
         self._caught_up: dict[str, bool] = {t: False for t in self.topics}
+        self._room_frontier: dict[tuple[str, str], int] = {}
         self._heap: list[Pending] = []
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def push(self, topic: str, offset: int, ts: int, payload: Any, now_ms: int) -> None:
-        heapq.heappush(self._heap, Pending(order_key(ts, topic, offset), now_ms, topic, payload))
-        if ts > self._frontier.get(topic, -1):
-            self._frontier[topic] = ts
-        self._caught_up[topic] = False
+    def push(self, room: str, topic: str, offset: int, ts: int, payload: Any, now_ms: int) -> None:
+        rk = (room, topic)
+        eff = max(ts, self._room_frontier.get(rk, ts))
+        self._room_frontier[rk] = eff
+        heapq.heappush(self._heap, Pending(order_key(eff, topic, offset), now_ms, topic, payload))
+        if eff > self._frontier.get(topic, -1):
+            self._frontier[topic] = eff
+
+    def forget_room(self, room: str) -> None:
+        """Drop a room's per-topic frontiers (bounded memory once a room goes quiet)."""
+        for t in self.topics:
+            self._room_frontier.pop((room, t), None)
 
     def mark_caught_up(self, topic: str, caught_up: bool = True) -> None:
         """Tell the aligner ``topic`` has nothing more to read right now (position == end)."""
         self._caught_up[topic] = caught_up
 
-    def _low_watermark(self) -> int:
-        lows = [f for t, f in self._frontier.items() if not self._caught_up[t]]
-        return min(lows) if lows else 2**63
-
     def pop_ready(self, now_ms: int) -> list[Any]:
         out = []
         heap = self._heap
-        low = self._low_watermark()
+        frontier = self._frontier
+        low = min(frontier.values()) if frontier else 2**63
+        behind_all_caught_up = True
         while heap:
             head = heap[0]
-            if head.key[0] <= low or now_ms - head.arrived_ms >= self.max_idle_ms:
-                out.append(heapq.heappop(heap).payload)
-            else:
+            ts = head.key[0]
+            waited = now_ms - head.arrived_ms
+            ready = ts <= low or waited >= self.max_idle_ms
+            if not ready and waited >= self.grace_ms:
+                behind_all_caught_up = all(
+                    self._caught_up[t] for t, f in frontier.items() if f < ts
+                )
+                ready = behind_all_caught_up
+            if not ready:
                 break
+            out.append(heapq.heappop(heap).payload)
+        return out
+
+    def drain(self) -> list[Any]:
+        """Remove and return everything, in order (revocation / shutdown)."""
+        out = [p.payload for p in sorted(self._heap)]
+        self._heap.clear()
         return out
 
     def oldest_wait_ms(self, now_ms: int) -> int:

@@ -1,0 +1,51 @@
+"""``livecue worker``: run a stream worker (Faust) that turns the room's events into cues."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+
+from livecue.broker import create_topics
+from livecue.config import Settings
+from livecue.metrics import serve_metrics
+
+NAME = "worker"
+HELP = "run a stream worker: consume the room topics, keep windows and tiers, emit cues and room_stats"
+SETTINGS = (
+    "broker", "partitions", "app_id", "data_dir", "playbook", "playbook_dir", "worker_id",
+    "metrics_port", "metrics_host", "web_port", "web_host", "fetch_max_wait_ms", "linger_ms",
+    "max_task_idle_ms", "commit_interval_s", "session_timeout_s", "heartbeat_interval_s",
+    "rebalance_timeout_s", "log_format", "log_level",
+)
+
+log = logging.getLogger("livecue.worker")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-create-topics", action="store_true",
+                   help="do not create missing contract topics at start-up")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from stream.app import create_app
+
+    if not settings.worker_id:
+        settings = settings.replace(worker_id=f"{socket.gethostname()}-{os.getpid()}")
+    if not args.no_create_topics:
+        asyncio.run(create_topics(settings.broker, settings.partitions))
+    worker_app = create_app(settings)  # a bad playbook fails here, naming file and key
+    _server, port = serve_metrics(worker_app.metrics.registry, settings.metrics_host, settings.metrics_port)
+    print(f"metrics: http://{settings.metrics_host}:{port}/metrics", flush=True)
+    log.info("worker starting", extra={"broker": settings.broker_url, "app_id": settings.app_id,
+                                       "worker_id": settings.worker_id, "metrics_port": port})
+    worker = faust.Worker(
+        worker_app.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+        override_logging=False,
+    )
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,66 @@
+"""The worker's Prometheus metrics, created on an injected registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from livecue.metrics import build_info
+
+__all__ = ["WorkerMetrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+class WorkerMetrics:
+    """All metrics of one worker process. Label values are bounded (topics, types, reason codes,
+    cue kinds, partitions)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        build_info(registry, "worker")
+        self.events = Counter(
+            "livecue_events_consumed_total", "Input events decoded and queued, by topic and type.",
+            ["topic", "type"], registry=registry)
+        self.decode_failures = Counter(
+            "livecue_decode_failures_total", "Input records that failed to decode, by topic and reason.",
+            ["topic", "reason"], registry=registry)
+        self.deadletters = Counter(
+            "livecue_deadletters_total", "Records sent to live.deadletter, by source topic and reason.",
+            ["topic", "reason"], registry=registry)
+        self.cues = Counter("livecue_cues_total", "Cues sent to live.cues, by kind.", ["kind"], registry=registry)
+        self.room_stats = Counter(
+            "livecue_room_stats_total", "room_stats snapshots sent to live.room_stats.", registry=registry)
+        self.batch_size = Histogram(
+            "livecue_batch_size", "Events released to the core per partition batch.",
+            buckets=_BATCH_BUCKETS, registry=registry)
+        self.processing_latency = Histogram(
+            "livecue_processing_latency_seconds",
+            "Wall time from consuming the earliest event of a batch to its cue being sent.",
+            buckets=_LATENCY_BUCKETS, registry=registry)
+        self.event_time_lag = Histogram(
+            "livecue_event_time_lag_seconds", "Wall time a cue was sent minus the event time it fired at.",
+            buckets=_LATENCY_BUCKETS, registry=registry)
+        self.active_rooms = Gauge("livecue_active_rooms", "Rooms with state cached in this worker.", registry=registry)
+        self.cache_bytes = Gauge(
+            "livecue_state_cache_bytes", "Approximate bytes of room state cached in this worker.", registry=registry)
+        self.consumer_lag = Gauge(
+            "livecue_consumer_lag", "End offset minus consumed position, per input topic partition (messages).",
+            ["topic", "partition"], registry=registry)
+        self.since_commit = Gauge(
+            "livecue_seconds_since_last_commit", "Seconds since this worker last committed offsets.", registry=registry)
+        self.pending = Gauge(
+            "livecue_aligner_pending", "Events waiting in the cross-topic aligner.", registry=registry)
+
+    def consumed(self, topic: str, etype: str) -> None:
+        self.events.labels(topic, etype).inc()
+
+    def decode_failure(self, topic: str, reason: str) -> None:
+        self.decode_failures.labels(topic, reason).inc()
+        self.deadletters.labels(topic, reason).inc()
+
+    def deadletter(self, topic: str, reason: str) -> None:
+        self.deadletters.labels(topic, reason).inc()
+
+    def batch(self, n: int) -> None:
+        self.batch_size.observe(n)
