@@ -1,0 +1,181 @@
+"""Property tests of the decoder: it never raises anything but InvalidEvent, and valid events
+round-trip encode → decode unchanged.
+
+Valid events are generated from :mod:`schemas.limits`, so the strategies follow the contract.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas import (
+    EVENT_CLASSES,
+    TOPIC_OF_TYPE,
+    Ack,
+    InvalidAck,
+    InvalidEvent,
+    LineupItem,
+    decode_ack,
+    decode_event,
+    encode,
+)
+from schemas.limits import COMMON_FIELDS, FIELDS, KINDS, LINEUP_FIELDS, MAX_LINEUP
+from schemas.outputs import ACK_ACTIONS
+
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Text as the platform sends it: CJK, emoji, ASCII, controls; never lone surrogates (not UTF-8).
+TEXT_CHARS = st.characters(blacklist_categories=("Cs",))
+CJK = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF)
+
+
+def _string(lo: int, hi: int) -> st.SearchStrategy[str]:
+    alphabet = st.one_of(TEXT_CHARS, CJK)
+    return st.one_of(
+        st.text(alphabet, min_size=lo, max_size=min(hi, 40)),
+        st.sampled_from(sorted({max(lo, 1), hi})).map(lambda n: "字" * n),  # the boundaries
+    )
+
+
+def _kind(kind: str) -> st.SearchStrategy[Any]:
+    jtype, bounds = KINDS[kind]
+    if jtype == "string":
+        return _string(*bounds)  # type: ignore[arg-type]
+    if jtype == "integer":
+        lo, hi = bounds
+        return st.one_of(st.integers(lo, hi), st.sampled_from([lo, hi]))  # type: ignore[arg-type]
+    if jtype == "enum":
+        return st.sampled_from(bounds)
+    assert jtype == "lineup"
+    return st.lists(
+        st.builds(LineupItem, **{n: _kind(k) for n, k in LINEUP_FIELDS}),
+        max_size=min(MAX_LINEUP, 8),
+        unique_by=lambda item: item.sku_id,
+    ).map(tuple)
+
+
+def _event_of(etype: str) -> st.SearchStrategy[Any]:
+    return st.builds(EVENT_CLASSES[etype], **{n: _kind(k) for n, k in COMMON_FIELDS + FIELDS[etype]})
+
+
+EVENTS = st.sampled_from(sorted(FIELDS)).flatmap(_event_of)
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(TEXT_CHARS, max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(TEXT_CHARS, max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+
+
+def _decode_only_invalid(raw: Any, **kw: Any) -> Any:
+    """decode_event, asserting that the only exception it may raise is InvalidEvent (with a reason)."""
+    try:
+        return decode_event(raw, **kw)
+    except InvalidEvent as exc:
+        assert exc.reason and exc.reason == str(exc)
+        assert exc.field is not None and exc.reason.startswith(exc.field + ": ")
+        return None
+
+
+@SETTINGS
+@given(EVENTS)
+def test_valid_events_round_trip(event: Any) -> None:
+    raw = encode(event)
+    assert decode_event(raw) == event
+    assert decode_event(raw, key=event.room_id.encode(), topic=TOPIC_OF_TYPE[event.type]) == event
+    # ...and encoding is stable: the decoded event encodes to the same bytes.
+    assert encode(decode_event(raw)) == raw
+
+
+@SETTINGS
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_raise_only_invalid_event(raw: bytes) -> None:
+    _decode_only_invalid(raw)
+    _decode_only_invalid(raw, key=raw[:8], topic="live.chat")
+
+
+@SETTINGS
+@given(JSON)
+def test_arbitrary_json_raises_only_invalid_event(value: Any) -> None:
+    assert _decode_only_invalid(orjson.dumps(value)) is None or isinstance(value, dict)
+
+
+@SETTINGS
+@given(st.sampled_from(sorted(FIELDS)), st.dictionaries(st.text(TEXT_CHARS, max_size=12), JSON, max_size=8))
+def test_arbitrary_objects_with_a_known_type_raise_only_invalid_event(etype: str, obj: dict[str, Any]) -> None:
+    obj["type"] = etype
+    _decode_only_invalid(orjson.dumps(obj), key=b"room", topic=TOPIC_OF_TYPE[etype])
+
+
+def _mutations(event: Any) -> st.SearchStrategy[bytes]:
+    obj = orjson.loads(encode(event))
+    names = sorted(obj)
+
+    def replace(name: str, value: Any) -> bytes:
+        return orjson.dumps({**obj, name: value})
+
+    def delete(name: str) -> bytes:
+        return orjson.dumps({k: v for k, v in obj.items() if k != name})
+
+    raw = encode(event)
+
+    def flip(i: int, byte: int) -> bytes:
+        i %= len(raw)
+        return raw[:i] + bytes([byte]) + raw[i + 1:]
+
+    return st.one_of(
+        st.builds(replace, st.sampled_from(names), JSON),
+        st.builds(delete, st.sampled_from(names)),
+        st.builds(flip, st.integers(0, 10**6), st.integers(0, 255)),
+        st.integers(0, len(raw)).map(lambda n: raw[:n]),
+        st.builds(lambda extra: orjson.dumps({**extra, **obj}), st.dictionaries(st.text(max_size=8), JSON, max_size=3)),
+    )
+
+
+@SETTINGS
+@given(EVENTS.flatmap(lambda e: st.tuples(st.just(e), _mutations(e))))
+def test_mutated_valid_events_raise_only_invalid_event(pair: tuple[Any, bytes]) -> None:
+    event, raw = pair
+    got = _decode_only_invalid(raw, key=event.room_id.encode(), topic=TOPIC_OF_TYPE[event.type])
+    if got is not None:  # a mutation that kept the event legal must decode to a legal event
+        assert type(got) is EVENT_CLASSES[got.type]
+        assert encode(decode_event(encode(got))) == encode(got)
+
+
+@SETTINGS
+@given(EVENTS.flatmap(lambda e: st.tuples(st.just(e), st.sampled_from([f.name for f in dataclasses.fields(e) if f.name != "type"]))))
+def test_dropping_any_field_is_rejected_naming_it(pair: tuple[Any, str]) -> None:
+    event, name = pair
+    obj = {k: v for k, v in orjson.loads(encode(event)).items() if k != name}
+    try:
+        decode_event(orjson.dumps(obj))
+    except InvalidEvent as exc:
+        assert exc.field == name
+    else:
+        raise AssertionError(f"decode accepted an event without {name}")
+
+
+ACKS = st.builds(
+    Ack, cue_id=_kind("id"), room_id=_kind("id"), action=st.sampled_from(ACK_ACTIONS), by=_kind("id"), ts=_kind("ts")
+)
+
+
+@SETTINGS
+@given(ACKS)
+def test_acks_round_trip(ack: Ack) -> None:
+    assert decode_ack(encode(ack)) == ack
+
+
+@SETTINGS
+@given(st.one_of(st.binary(max_size=200), JSON.map(orjson.dumps)))
+def test_decode_ack_raises_only_invalid_ack(raw: bytes) -> None:
+    try:
+        decode_ack(raw)
+    except InvalidAck as exc:
+        assert exc.field is not None and exc.reason.startswith(exc.field + ": ")
