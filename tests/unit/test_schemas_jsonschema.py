@@ -263,8 +263,9 @@ def _mutated(draw: st.DrawFn) -> dict[str, Any]:
     obj = copy.deepcopy(BASE[etype])
     for _ in range(draw(st.integers(1, 3))):
         target = obj
-        if etype == "session_start" and draw(st.booleans()):
-            target = obj["lineup"][draw(st.integers(0, len(obj["lineup"]) - 1))]
+        items = [i for i in obj.get("lineup", ()) if isinstance(i, dict)] if isinstance(obj.get("lineup"), list) else []
+        if items and draw(st.booleans()):
+            target = draw(st.sampled_from(items))
         name = draw(st.sampled_from(sorted(target) + ["type", "extra"]))
         if draw(st.integers(0, 4)) == 0:
             target.pop(name, None)
