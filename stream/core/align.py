@@ -107,24 +107,31 @@ class Aligner:
         """Tell the aligner ``topic`` has nothing more to read right now (position == end)."""
         self._caught_up[topic] = caught_up
 
+    def _blocking(self, key: tuple[int, int, int]) -> list[str]:
+        """Topics that could still deliver an event ordered before ``key``.
+
+        A topic with frontier ``f`` can only deliver effective ts ≥ ``f``; at ``f == ts`` it can
+        still deliver ``(ts, its rank)``, which sorts first if its rank is lower.
+        """
+        ts, rank = key[0], key[1]
+        rank_of = TOPIC_RANK
+        return [
+            t for t, f in self._frontier.items()
+            if f < ts or (f == ts and rank_of.get(t, 99) < rank)
+        ]
+
     def pop_ready(self, now_ms: int) -> list[Any]:
         out = []
         heap = self._heap
-        frontier = self._frontier
-        low = min(frontier.values()) if frontier else 2**63
-        behind_all_caught_up = True
         while heap:
             head = heap[0]
-            ts = head.key[0]
             waited = now_ms - head.arrived_ms
-            ready = ts <= low or waited >= self.max_idle_ms
-            if not ready and waited >= self.grace_ms:
-                behind_all_caught_up = all(
-                    self._caught_up[t] for t, f in frontier.items() if f < ts
-                )
-                ready = behind_all_caught_up
-            if not ready:
-                break
+            if waited < self.max_idle_ms:
+                blocking = self._blocking(head.key)
+                if blocking and (
+                    waited < self.grace_ms or not all(self._caught_up[t] for t in blocking)
+                ):
+                    break
             out.append(heapq.heappop(heap).payload)
         return out
 
