@@ -1,0 +1,630 @@
+"""The websocket gateway: ``live.cues`` / ``live.room_stats`` / ``live.acks`` in, screens out.
+
+A thin adapter around the pure modules of this package:
+
+* aiokafka, group-less: every instance assigns every partition of the three topics, reads back a
+  bounded tail of ``live.cues`` and ``live.acks`` to fill the per-room backlog (and the last
+  stats of each room), then follows. So any number of instances can run behind a load balancer.
+* websockets (asyncio API): ``/ws`` for screens; ``/``, ``/host``, ``/static/*``, ``/healthz`` and
+  ``/metrics`` as plain HTTP routes answered from ``process_request``.
+* Backpressure: every screen has its own writer task fed from a bounded queue. The broadcaster
+  only ever calls ``put_nowait``: it never awaits a screen. A screen whose queue fills up with
+  cues, or whose socket does not take a frame within ``send_timeout_s``, is cut off (and counted);
+  stats snapshots are simply skipped for a screen that is backing up.
+
+Use :class:`Gateway` as ``port = await gw.start()`` … ``await gw.stop()`` (or ``async with``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import itertools
+import logging
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from livecue.config import Settings
+from schemas.decode import decode_ack, encode
+from schemas.errors import InvalidAck
+from schemas.events import TOPIC_ACKS, TOPIC_CUES, TOPIC_ROOM_STATS
+from schemas.outputs import Ack
+
+from .backlog import Backlog
+from .metrics import GatewayMetrics
+from .origins import allowed_origins, origin_ok
+from .protocol import Action, Auth, ProtocolError, Resume, error_frame, frame, host_view, parse_client
+from .ratelimit import TokenBucket
+from .subscriptions import ConnectionTable, TooMany
+from .tokens import Claims, TokenError, fingerprint, verify
+
+__all__ = ["Gateway", "Limits"]
+
+log = logging.getLogger(__name__)
+# websockets logs request headers at DEBUG; an Authorization header must never reach a log.
+_ws_log = logging.getLogger(__name__ + ".ws")
+_ws_log.setLevel(logging.INFO)
+
+CSP: Final = (
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+)
+_TYPES: Final = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
+                 ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
+_PAGES: Final = {"/": "control.html", "/host": "host.html"}
+_CHART_FIELDS: Final = ("online", "chat_per_min", "likes_per_min", "gmv_cents_per_min",
+                        "cart_adds_per_min", "orders_per_min")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Protocol and hardening limits (defaults suit production; tests shrink some)."""
+
+    auth_timeout_s: float = 5.0
+    max_message_bytes: int = 64 * 1024
+    rate_per_s: float = 10.0
+    burst: int = 30
+    max_bad_messages: int = 20
+    send_queue: int = 256
+    send_timeout_s: float = 5.0
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    close_timeout_s: float = 2.0
+    backlog_cues: int = 200
+    backlog_age_s: float = 900.0
+    tail_records: int = 5000
+    stats_tail_records: int = 200
+    history_points: int = 120
+    history_step_ms: int = 5000
+    ready_timeout_s: float = 15.0
+    produce_timeout_s: float = 5.0
+
+
+class _Client:
+    __slots__ = ("id", "ws", "claims", "fp", "rooms", "queue", "writer", "closed", "live_from",
+                 "bucket", "bad")
+
+    def __init__(self, cid: str, ws: ServerConnection, queue_size: int) -> None:
+        self.id = cid
+        self.ws = ws
+        self.claims: Claims | None = None
+        self.fp = ""
+        self.rooms: tuple[str, ...] = ()
+        self.queue: asyncio.Queue[tuple[str, str, int]] = asyncio.Queue(queue_size)
+        self.writer: asyncio.Task[None] | None = None
+        self.closed = False
+        self.live_from: dict[str, int] = {}  # room -> seq of the first cue sent live
+        self.bucket: TokenBucket | None = None
+        self.bad = 0
+
+
+class Gateway:
+    """One gateway instance. ``start()`` returns the bound port (``gateway_port`` 0 picks one)."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None, *,
+                 limits: Limits | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.limits = limits or Limits()
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = GatewayMetrics(self.registry)
+        self.clock = clock
+        self.backlog = Backlog(self.limits.backlog_cues, self.limits.backlog_age_s)
+        self.table: ConnectionTable[_Client] = ConnectionTable(
+            settings.max_connections, settings.max_connections_per_token)
+        if settings.token_secret:
+            self._secret = settings.token_secret
+        else:  # what the setting documents: a random secret per process, dev only
+            self._secret = secrets.token_urlsafe(32)
+            log.warning("token_secret is empty: using a random one for this process (dev only)")
+        self._stats: OrderedDict[str, str] = OrderedDict()  # room -> last stats frame
+        self._history: dict[str, deque[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._allowed: frozenset[str] = frozenset()
+        self._server: Server | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._consume_task: asyncio.Task[None] | None = None
+        self._catchup: dict[TopicPartition, int] = {}
+        self._ready = asyncio.Event()
+        self._static = _load_static()
+        self.port = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Connect to Kafka, fill the backlog from the tail, then listen. Returns the port."""
+        s, lim = self.settings, self.limits
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=s.broker, linger_ms=s.linger_ms, client_id="livecue-gateway")
+        await self._producer.start()
+        try:
+            tps = [TopicPartition(t, p) for t in (TOPIC_CUES, TOPIC_ACKS, TOPIC_ROOM_STATS)
+                   for p in sorted(await self._producer.partitions_for(t))]
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=s.broker, group_id=None, enable_auto_commit=False,
+                fetch_max_wait_ms=s.fetch_max_wait_ms, client_id="livecue-gateway",
+                auto_offset_reset="earliest")
+            await self._consumer.start()
+            self._consumer.assign(tps)
+            begin = await self._consumer.beginning_offsets(tps)
+            end = await self._consumer.end_offsets(tps)
+            for tp in tps:
+                tail = lim.stats_tail_records if tp.topic == TOPIC_ROOM_STATS else lim.tail_records
+                self._consumer.seek(tp, max(begin[tp], end[tp] - tail))
+                if tp.topic != TOPIC_ROOM_STATS and end[tp] > begin[tp]:
+                    self._catchup[tp] = end[tp]
+            if not self._catchup:
+                self._ready.set()
+            self._consume_task = asyncio.create_task(self._consume(), name="gateway-consume")
+            try:
+                await asyncio.wait_for(self._ready.wait(), lim.ready_timeout_s)
+            except TimeoutError:
+                log.warning("backlog not filled in time; serving anyway",
+                            extra={"pending": len(self._catchup)})
+                self._ready.set()
+            self._server = await serve(
+                self._handle, s.gateway_host, s.gateway_port,
+                process_request=self._process_request, compression=None,
+                max_size=lim.max_message_bytes, max_queue=16,
+                ping_interval=lim.ping_interval_s, ping_timeout=lim.ping_timeout_s,
+                close_timeout=lim.close_timeout_s, open_timeout=10, logger=_ws_log,
+                server_header="livecue-gateway")
+        except BaseException:
+            await self.stop()
+            raise
+        self.port = int(next(iter(self._server.sockets)).getsockname()[1])
+        self._allowed = allowed_origins(s.allowed_origins, s.gateway_host, self.port)
+        log.info("gateway listening", extra={
+            "host": s.gateway_host, "port": self.port, "cues": len(self.backlog),
+            "origins": ",".join(sorted(self._allowed))})
+        return self.port
+
+    async def stop(self) -> None:
+        """Close every screen (1001), stop following Kafka. Idempotent."""
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            self._server = None
+        if self._consume_task is not None:
+            self._consume_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._consume_task
+            self._consume_task = None
+        for c in (self._consumer, self._producer):
+            if c is not None:
+                with contextlib.suppress(Exception):
+                    await c.stop()
+        self._consumer = self._producer = None
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def token_secret(self) -> str:
+        """The secret tokens must be signed with (random when the setting is empty)."""
+        return self._secret
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.gateway_host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.settings.gateway_host}:{self.port}/ws"
+
+    # -- Kafka side ------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while True:
+            try:
+                batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+            except KafkaError as exc:
+                log.warning("fetch failed; retrying", extra={"error": type(exc).__name__})
+                await asyncio.sleep(0.5)
+                continue
+            now = self.clock()
+            for tp, records in batch.items():
+                counter = self.metrics.records_consumed.labels(tp.topic)
+                for rec in records:
+                    counter.inc()
+                    try:
+                        if tp.topic == TOPIC_CUES:
+                            self._on_cue(rec.key, rec.value, rec.offset, rec.timestamp, now)
+                        elif tp.topic == TOPIC_ACKS:
+                            self._on_ack(rec.value)
+                        else:
+                            self._on_stats(rec.key, rec.value)
+                    except (ValueError, KeyError, TypeError, InvalidAck) as exc:
+                        self.metrics.bad_records.labels(tp.topic).inc()
+                        log.warning("record skipped", extra={
+                            "topic": tp.topic, "partition": tp.partition, "offset": rec.offset,
+                            "reason": str(exc)[:200]})
+            if self._catchup:
+                for tp in list(self._catchup):
+                    if await consumer.position(tp) >= self._catchup[tp]:
+                        del self._catchup[tp]
+                if not self._catchup:
+                    log.info("backlog filled", extra={"cues": len(self.backlog)})
+                    self._ready.set()
+
+    def _on_cue(self, key: bytes | None, value: bytes | None, offset: int, rec_ts: int,
+                now: float) -> None:
+        cue = _json_object(value)
+        room_id, cue_id = cue.get("room_id"), cue.get("cue_id")
+        if cue.get("type") != "cue" or not _is_id(room_id) or not _is_id(cue_id):
+            raise ValueError("not a cue (type, room_id, cue_id)")
+        if key is not None and key.decode("utf-8", "replace") != room_id:
+            raise ValueError("key disagrees with room_id")
+        emitted = cue.get("emitted_at")
+        at = emitted / 1000 if type(emitted) is int and emitted > 0 else rec_ts / 1000
+        entry = self.backlog.add(cue, offset, at, now)
+        if entry is None:
+            return
+        full = frame(entry.cue)
+        host: str | None = None
+        latency_from = emitted if type(emitted) is int and emitted > 0 else 0
+        for c in self.table.members(room_id):
+            if c.closed or c.claims is None:
+                continue
+            c.live_from.setdefault(room_id, offset)
+            if c.claims.role == "host":
+                host = host or frame(host_view(entry.cue))
+                self._enqueue(c, "cue", host, critical=True, emitted_at=latency_from)
+            else:
+                self._enqueue(c, "cue", full, critical=True, emitted_at=latency_from)
+
+    def _on_ack(self, value: bytes | None) -> None:
+        ack = decode_ack(value if value is not None else b"")
+        st = self.backlog.apply(ack.room_id, ack.cue_id, ack.action, ack.by, ack.ts)
+        if st is None:
+            return
+        data = frame(st.message(self.backlog.seq_of(ack.room_id, ack.cue_id)))
+        for c in self.table.members(ack.room_id):
+            if not c.closed and c.claims is not None:
+                self._enqueue(c, "cue_state", data, critical=True)
+
+    def _on_stats(self, key: bytes | None, value: bytes | None) -> None:
+        st = _json_object(value)
+        room_id = st.get("room_id")
+        if not _is_id(room_id):
+            raise ValueError("room_stats without room_id")
+        st["type"] = "stats"
+        data = frame(st)
+        self._stats[room_id] = data
+        self._stats.move_to_end(room_id)
+        while len(self._stats) > 10_000:
+            self._stats.popitem(last=False)
+        self._record_history(room_id, st)
+        for c in self.table.members(room_id):
+            if not c.closed and c.claims is not None and c.claims.role != "host":
+                self._enqueue(c, "stats", data, critical=False)
+
+    def _record_history(self, room_id: str, st: dict[str, Any]) -> None:
+        ts = st.get("ts")
+        if type(ts) is not int:
+            return
+        h = self._history.get(room_id)
+        if h is None:
+            h = self._history[room_id] = deque(maxlen=self.limits.history_points)
+        if h and ts - h[-1]["ts"] < self.limits.history_step_ms:
+            return
+        point = {"ts": ts}
+        for f in _CHART_FIELDS:
+            v = st.get(f)
+            if type(v) in (int, float):
+                point[f] = v
+        h.append(point)
+
+    # -- websocket side ---------------------------------------------------------------------
+
+    def _enqueue(self, c: _Client, kind: str, data: str, *, critical: bool,
+                 emitted_at: int = 0) -> None:
+        """Queue a frame for one screen without ever waiting for it."""
+        if c.closed:
+            return
+        depth = c.queue.qsize()
+        self.metrics.send_queue_depth.observe(depth)
+        if not critical and depth >= c.queue.maxsize // 2:
+            self.metrics.stats_skipped.inc()
+            return
+        try:
+            c.queue.put_nowait((kind, data, emitted_at))
+        except asyncio.QueueFull:
+            self._cut_off(c, "send queue full")
+
+    def _cut_off(self, c: _Client, why: str) -> None:
+        if c.closed:
+            return
+        c.closed = True
+        self.metrics.slow_clients.inc()
+        log.warning("slow screen cut off", extra={"conn": c.id, "why": why, "token": c.fp})
+        if c.writer is not None and c.writer is not asyncio.current_task():
+            c.writer.cancel()
+        c.ws.transport.abort()  # a stalled peer would never complete a closing handshake
+
+    async def _writer(self, c: _Client) -> None:
+        send_timeout = self.limits.send_timeout_s
+        while True:
+            kind, data, emitted_at = await c.queue.get()
+            try:
+                await asyncio.wait_for(c.ws.send(data), send_timeout)
+            except TimeoutError:
+                self._cut_off(c, "send stalled")
+                return
+            except ConnectionClosed:
+                return
+            self.metrics.messages_sent.labels(kind).inc()
+            if emitted_at:
+                self.metrics.delivery_latency.observe(max(0.0, self.clock() - emitted_at / 1000))
+
+    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/ws":
+            origin = request.headers.get("Origin")
+            if not origin_ok(origin, self._allowed):
+                self.metrics.refused.labels("bad_origin").inc()
+                log.warning("refused: origin not allowed", extra={"origin": origin[:200] if origin else None})
+                return conn.respond(403, "origin not allowed\n")
+            if len(self.table) >= self.settings.max_connections:
+                self.metrics.refused.labels("too_many").inc()
+                return conn.respond(503, "too many connections\n")
+            return None
+        if "upgrade" in request.headers.get("Connection", "").lower():
+            return conn.respond(404, "websocket endpoint is /ws\n")
+        if path == "/healthz":
+            ok = self._ready.is_set() and self._consume_task is not None and not self._consume_task.done()
+            body = orjson.dumps({"status": "ok" if ok else "starting", "connections": len(self.table),
+                                 "cues": len(self.backlog)})
+            return _response(200 if ok else 503, body, "application/json")
+        if path == "/metrics":
+            return _response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+        name = _PAGES.get(path) or (path[len("/static/"):] if path.startswith("/static/") else None)
+        if name is not None and name in self._static:
+            body, ctype = self._static[name]
+            return _response(200, body, ctype, page=True)
+        return conn.respond(404, "not found\n")
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        c = _Client(f"c{next(self._ids)}", ws, self.limits.send_queue)
+        try:
+            self.table.open(c)
+        except TooMany:
+            self.metrics.refused.labels("too_many").inc()
+            await ws.close(1013, "too many connections")
+            return
+        try:
+            if not await self._authenticate(c):
+                return
+            assert c.claims is not None
+            role = c.claims.role
+            self.metrics.connections.labels(role).inc()
+            try:
+                c.writer = asyncio.create_task(self._writer(c), name=f"gateway-writer-{c.id}")
+                self._greet(c)
+                async for raw in ws:
+                    if c.closed or not await self._on_message(c, raw):
+                        break
+            finally:
+                self.metrics.connections.labels(role).dec()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.table.close(c)
+            c.closed = True
+            if c.writer is not None:
+                c.writer.cancel()
+            log.info("screen disconnected", extra={"conn": c.id, "code": ws.close_code})
+
+    async def _refuse(self, c: _Client, reason: str, message: str) -> None:
+        self.metrics.refused.labels(reason).inc()
+        log.warning("refused", extra={"conn": c.id, "reason": reason, "token": c.fp or None})
+        with contextlib.suppress(ConnectionClosed):
+            await c.ws.send(error_frame(reason, message))
+            await c.ws.close(1008, message[:120])
+
+    async def _authenticate(self, c: _Client) -> bool:
+        """Bearer header or a first ``auth`` message within ``auth_timeout_s``; else close 1008."""
+        header = c.ws.request.headers.get("Authorization") if c.ws.request else None
+        wanted: tuple[str, ...] | None = None
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                await self._refuse(c, "bad_token", "malformed Authorization header")
+                return False
+            token = token.strip()
+        else:
+            try:
+                raw = await asyncio.wait_for(c.ws.recv(), self.limits.auth_timeout_s)
+            except TimeoutError:
+                await self._refuse(c, "auth_timeout", "no auth message in time")
+                return False
+            try:
+                msg = parse_client(raw)
+            except ProtocolError:
+                msg = None
+            if not isinstance(msg, Auth):
+                await self._refuse(c, "auth_required", "first message must be auth")
+                return False
+            token, wanted = msg.token, msg.rooms
+        c.fp = fingerprint(token)
+        try:
+            claims = verify(self._secret, token, self.clock())
+        except TokenError as exc:
+            await self._refuse(c, exc.reason, exc.detail)
+            return False
+        rooms = claims.rooms if wanted is None else wanted
+        if not set(rooms) <= set(claims.rooms):
+            await self._refuse(c, "wrong_room", "token does not grant that room")
+            return False
+        try:
+            self.table.authenticate(c, c.fp, rooms)
+        except TooMany:
+            await self._refuse(c, "too_many", "too many connections for this token")
+            return False
+        c.claims, c.rooms = claims, rooms
+        c.bucket = TokenBucket(self.limits.rate_per_s, self.limits.burst, time.monotonic())
+        log.info("screen connected", extra={
+            "conn": c.id, "role": claims.role, "rooms": len(rooms), "token": c.fp, "by": claims.by})
+        return True
+
+    def _greet(self, c: _Client) -> None:
+        assert c.claims is not None
+        lim = self.limits
+        self._enqueue(c, "hello", frame({
+            "type": "hello", "role": c.claims.role, "rooms": list(c.rooms), "by": c.claims.by,
+            "can_ack": c.claims.can_ack, "expires_at": c.claims.exp,
+            "limits": {"max_message_bytes": lim.max_message_bytes, "rate_per_s": lim.rate_per_s,
+                       "burst": lim.burst, "backlog_cues": lim.backlog_cues,
+                       "backlog_age_s": lim.backlog_age_s},
+        }), critical=True)
+        if c.claims.role == "host":
+            return
+        for r in c.rooms:
+            h = self._history.get(r)
+            if h:
+                self._enqueue(c, "stats_history", frame(
+                    {"type": "stats_history", "room_id": r, "points": list(h)}), critical=False)
+            st = self._stats.get(r)
+            if st is not None:
+                self._enqueue(c, "stats", st, critical=False)
+
+    async def _on_message(self, c: _Client, raw: str | bytes) -> bool:
+        """Handle one frame after auth. Returns False when the connection must end."""
+        assert c.claims is not None and c.bucket is not None
+        if not c.bucket.allow(time.monotonic()):
+            self.metrics.refused.labels("rate_limited").inc()
+            log.warning("rate limit exceeded; closing", extra={"conn": c.id})
+            with contextlib.suppress(ConnectionClosed):
+                await c.ws.send(error_frame("rate_limited", "too many messages"))
+                await c.ws.close(1008, "rate limit exceeded")
+            return False
+        try:
+            msg = parse_client(raw)
+            if isinstance(msg, Auth):
+                raise ProtocolError("already_authenticated", "already authenticated")
+            if isinstance(msg, Resume):
+                self._resume(c, msg)
+            else:
+                await self._action(c, msg)
+        except ProtocolError as exc:
+            c.bad += 1
+            self._enqueue(c, "error", error_frame(exc.code, exc.message), critical=True)
+            if c.bad >= self.limits.max_bad_messages:
+                self.metrics.refused.labels("bad_messages").inc()
+                log.warning("too many bad messages; closing", extra={"conn": c.id})
+                with contextlib.suppress(ConnectionClosed):
+                    await c.ws.close(1008, "too many bad messages")
+                return False
+        return True
+
+    def _resume(self, c: _Client, msg: Resume) -> None:
+        assert c.claims is not None
+        host = c.claims.role == "host"
+        now = self.clock()
+        for room, last_seq in msg.rooms.items():
+            if room not in c.rooms:
+                self.metrics.refused.labels("wrong_room").inc()
+                self._enqueue(c, "error", error_frame("wrong_room", "not one of your rooms",
+                                                      room_id=room), critical=True)
+                continue
+            rep = self.backlog.since(room, last_seq, now)
+            upto = c.live_from.get(room)
+            sent = 0
+            for e in rep.entries:
+                if upto is not None and e.seq >= upto:
+                    break  # from here on this screen got it live
+                self._enqueue(c, "cue", frame(host_view(e.cue) if host else e.cue), critical=True)
+                sent += 1
+            for st in rep.states:
+                self._enqueue(c, "cue_state", frame(st.message(self.backlog.seq_of(room, st.cue_id))),
+                              critical=True)
+            self._enqueue(c, "resumed", frame({"type": "resumed", "room_id": room, "after": last_seq,
+                                               "cues": sent, "gap": rep.gap}), critical=True)
+            log.info("resumed", extra={"conn": c.id, "after": last_seq, "cues": sent, "gap": rep.gap})
+
+    async def _action(self, c: _Client, msg: Action) -> None:
+        assert c.claims is not None and self._producer is not None
+        if not c.claims.can_ack:
+            raise ProtocolError("forbidden", f"a {c.claims.role} screen may not {msg.action}")
+        if msg.room_id not in c.rooms:
+            self.metrics.refused.labels("wrong_room").inc()
+            raise ProtocolError("wrong_room", "not one of your rooms")
+        if not self.backlog.knows(msg.room_id, msg.cue_id):
+            raise ProtocolError("unknown_cue", "no such cue in this room's recent cues")
+        ack = Ack(msg.cue_id, msg.room_id, msg.action, c.claims.by, int(self.clock() * 1000))
+        try:
+            await asyncio.wait_for(
+                self._producer.send_and_wait(TOPIC_ACKS, encode(ack), key=msg.room_id.encode()),
+                self.limits.produce_timeout_s)
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("ack not produced", extra={"conn": c.id, "error": type(exc).__name__})
+            raise ProtocolError("unavailable", "could not record the acknowledgement; retry") from None
+        self.metrics.acks.labels(msg.action).inc()
+        log.info("ack produced", extra={"conn": c.id, "action": msg.action, "cue_id": msg.cue_id})
+
+
+def _json_object(value: bytes | None) -> dict[str, Any]:
+    if value is None:
+        raise ValueError("empty record")
+    obj = orjson.loads(value)
+    if type(obj) is not dict:
+        raise ValueError("not a JSON object")
+    return obj
+
+
+def _is_id(v: object) -> bool:
+    return type(v) is str and 0 < len(v) <= 128
+
+
+def _response(status: int, body: bytes, ctype: str, *, page: bool = False) -> Response:
+    headers = Headers([
+        ("Date", email.utils.formatdate(usegmt=True)),
+        ("Connection", "close"),
+        ("Content-Length", str(len(body))),
+        ("Content-Type", ctype),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        ("Cache-Control", "no-store"),
+    ])
+    if page:
+        headers["Content-Security-Policy"] = CSP
+        headers["X-Frame-Options"] = "DENY"
+    phrase = {200: "OK", 503: "Service Unavailable"}.get(status, "")
+    return Response(status, phrase, headers, body)
+
+
+def _load_static() -> dict[str, tuple[bytes, str]]:
+    """The screens' files, read once (only these names are ever served)."""
+    out: dict[str, tuple[bytes, str]] = {}
+    root = Path(__file__).resolve().parent / "static"  # package data, installed beside this module
+    if not root.is_dir():
+        return out
+    for f in root.iterdir():
+        ext = "." + f.name.rsplit(".", 1)[-1] if "." in f.name else ""
+        if f.is_file() and ext in _TYPES:
+            out[f.name] = (f.read_bytes(), _TYPES[ext])
+    return out
+
