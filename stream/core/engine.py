@@ -813,6 +813,8 @@ def _values(st: RoomState, k: SkuState | None, target: SkuState | None,
     for name in ("orders", "unpaid"):
         if name in e:
             v[name] = str(e[name])
+    if "window_s" in e:
+        v["window_min"] = _num(e["window_s"] / 60)
     v["online"] = str(st.online)
     return v
 

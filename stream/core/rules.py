@@ -37,7 +37,7 @@ PLACEHOLDERS: Final = (
     "sku_name", "sku_id", "sku_role", "stock", "eta_s", "units_per_min", "cart_adds_per_min",
     "intent_per_min", "missed_per_min", "intent_share_pct", "target_name", "target_id",
     "target_stock", "tier", "prev_tier", "down_s", "online", "on_air_s", "orders", "unpaid",
-    "unpaid_share_pct",
+    "unpaid_share_pct", "window_min",
 )
 #: How a tier reads in each language (used for the {tier} and {prev_tier} placeholders).
 TIER_LABELS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType({
@@ -219,7 +219,7 @@ def _default_texts() -> Mapping[str, Mapping[str, CueText]]:
             "建议切利润款{target_name}（库存{target_stock}）。"),
         "unpaid_orders": CueText(
             "未付款订单多，催付款！",
-            "近5分钟{orders}单中{unpaid}单未付款（{unpaid_share_pct}%）。建议逼单催付。"),
+            "近{window_min}分钟{orders}单中{unpaid}单未付款（{unpaid_share_pct}%）。建议逼单催付。"),
     }
     en = {
         "push_stock_soon": CueText(
@@ -245,7 +245,7 @@ def _default_texts() -> Mapping[str, Mapping[str, CueText]]:
             "Switch to profit SKU {target_name} ({target_stock} in stock)."),
         "unpaid_orders": CueText(
             "Many unpaid orders: urge payment",
-            "{unpaid} of {orders} orders in the last 5 minutes are unpaid "
+            "{unpaid} of {orders} orders in the last {window_min} min are unpaid "
             "({unpaid_share_pct}%). Urge buyers to pay."),
     }
     return MappingProxyType({"zh": MappingProxyType(zh), "en": MappingProxyType(en)})
