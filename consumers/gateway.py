@@ -67,7 +67,7 @@ CSP: Final = (
 )
 _TYPES: Final = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                  ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
-_PAGES: Final = {"/": "control.html", "/host": "host.html"}
+_PAGES: Final = {"/": "control.html", "/host": "host.html", "/favicon.ico": "favicon.svg"}
 _CHART_FIELDS: Final = ("online", "chat_per_min", "likes_per_min", "gmv_cents_per_min",
                         "cart_adds_per_min", "orders_per_min")
 

@@ -1,0 +1,77 @@
+"""Fixtures for the screen tests: a real gateway on the real broker, and headless Chromium.
+
+Debian's /usr/bin/chromium is driven by Playwright (its own browser download is never used).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from consumers.gateway import Gateway
+from livecue.broker import EmbeddedBroker
+from livecue.config import Settings
+from schemas.events import TOPIC_CUES, TOPIC_ROOM_STATS
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+class Kafka:
+    """Produces contract-format records (key = room_id)."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+
+    async def cue(self, c: dict[str, Any]) -> int:
+        md = await self.producer.send_and_wait(TOPIC_CUES, orjson.dumps(c), key=c["room_id"].encode())
+        return int(md.offset)
+
+    async def stats(self, s: dict[str, Any]) -> None:
+        await self.producer.send_and_wait(TOPIC_ROOM_STATS, orjson.dumps(s), key=s["room_id"].encode())
+
+
+@pytest.fixture
+async def kafka(broker: EmbeddedBroker) -> AsyncIterator[Kafka]:
+    p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+    await p.start()
+    try:
+        yield Kafka(p)
+    finally:
+        await p.stop()
+
+
+@pytest.fixture
+async def gateway(test_settings: Settings) -> AsyncIterator[Gateway]:
+    gw = Gateway(test_settings, CollectorRegistry())
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    if not shutil.which(CHROMIUM):
+        pytest.skip("no /usr/bin/chromium")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
