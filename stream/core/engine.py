@@ -635,7 +635,7 @@ def _eval_sku(st: RoomState, i: int, pb: Playbook, out: StepResult,
 
     ps = pb.push_stock
     if ps.enabled:
-        cond, level, bad, eta = False, 0, 0.0, 0.0
+        cond, level, bad, eta, demand = False, 0, 0.0, 0.0, 0.0
         if k.stock > 0:
             if units_pm > 0 and units_pm >= ps.min_units_per_min:
                 eta = k.stock * 60.0 / units_pm
@@ -645,7 +645,7 @@ def _eval_sku(st: RoomState, i: int, pb: Playbook, out: StepResult,
             demand = cart_pm + (weighted if on_air else 0.0)
             if (0 < cart_pm and cart_pm >= ps.out_min_cart_adds_per_min) or (
                     on_air and 0 < weighted and weighted >= ps.out_min_intent_per_min):
-                cond, level, bad = True, 1, demand
+                cond, level, bad = True, 1, 0.0  # sold out: only a level, never "more out"
         key = "push_stock|" + k.sku_id
         ep = _episode(st, key, cond)
         if ep is not None:
@@ -658,7 +658,7 @@ def _eval_sku(st: RoomState, i: int, pb: Playbook, out: StepResult,
                     e["eta_threshold_s"] = ps.eta_s
                     e["min_units_per_min"] = ps.min_units_per_min
                 else:
-                    e["demand_per_min"] = _r(bad)
+                    e["demand_per_min"] = _r(demand)
                 values = _values(st, k, None, e)
                 values["eta_s"] = str(max(1, round(eta)))
                 _emit(st, pb, out, "push_stock", "push_stock_soon" if level == 0 else
@@ -677,8 +677,7 @@ def _eval_sku(st: RoomState, i: int, pb: Playbook, out: StepResult,
         key = "release_orders|" + k.sku_id
         ep = _episode(st, key, cond)
         if ep is not None:
-            seq = _fire(ep, cond, now, st, ro.cooldown_ms, ro.episode_end_ms, level,
-                        cart_pm + weighted, ro.worsen_factor)
+            seq = _fire(ep, cond, now, st, ro.cooldown_ms, ro.episode_end_ms, level, 0.0, 2.0)
             if seq:
                 e = dict(ev)
                 e["held"] = k.held

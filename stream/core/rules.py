@@ -130,7 +130,7 @@ class PushStock:
     out_min_intent_per_min: float = _f(10.0, 0.0, 1e9)
     cooldown_ms: int = _f(60_000, 0, 86_400_000)
     episode_end_ms: int = _f(30_000, 0, 86_400_000)
-    #: Worse = ETA divided by this (2 = halves), or run out after "soon", or demand × this.
+    #: Worse = ETA divided by this (2 = halves), or sold out after "selling out soon".
     worsen_factor: float = _f(2.0, 1.01, 1_000.0)
 
 
@@ -145,10 +145,10 @@ class ReleaseOrders:
     #: ...or cart adds per minute of that SKU.
     min_cart_adds_per_min: float = _f(5.0, 0.0, 1e9)
     #: Severity critical from this many missed-it chats per minute.
+    #: Worse (speak again within the cooldown) = turning critical.
     critical_missed_per_min: float = _f(10.0, 0.0, 1e9)
     cooldown_ms: int = _f(60_000, 0, 86_400_000)
     episode_end_ms: int = _f(30_000, 0, 86_400_000)
-    worsen_factor: float = _f(2.0, 1.01, 1_000.0)
 
 
 @dataclass(frozen=True, slots=True)
