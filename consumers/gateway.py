@@ -32,8 +32,8 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -57,9 +57,10 @@ from .tokens import Claims, TokenError, fingerprint, verify
 __all__ = ["Gateway", "Limits"]
 
 log = logging.getLogger(__name__)
-# websockets logs request headers at DEBUG; an Authorization header must never reach a log.
+# websockets logs request headers at DEBUG (an Authorization header must never reach a log) and
+# every HTTP response at INFO; our own connection events carry the connection id instead.
 _ws_log = logging.getLogger(__name__ + ".ws")
-_ws_log.setLevel(logging.INFO)
+_ws_log.setLevel(logging.WARNING)
 
 CSP: Final = (
     "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; "
@@ -274,7 +275,7 @@ class Gateway:
                 now: float) -> None:
         cue = _json_object(value)
         room_id, cue_id = cue.get("room_id"), cue.get("cue_id")
-        if cue.get("type") != "cue" or not _is_id(room_id) or not _is_id(cue_id):
+        if cue.get("type") != "cue" or not isinstance(room_id, str) or not _is_id(room_id) or not _is_id(cue_id):
             raise ValueError("not a cue (type, room_id, cue_id)")
         if key is not None and key.decode("utf-8", "replace") != room_id:
             raise ValueError("key disagrees with room_id")
@@ -309,7 +310,7 @@ class Gateway:
     def _on_stats(self, key: bytes | None, value: bytes | None) -> None:
         st = _json_object(value)
         room_id = st.get("room_id")
-        if not _is_id(room_id):
+        if not isinstance(room_id, str) or not _is_id(room_id):
             raise ValueError("room_stats without room_id")
         st["type"] = "stats"
         data = frame(st)
@@ -324,14 +325,14 @@ class Gateway:
 
     def _record_history(self, room_id: str, st: dict[str, Any]) -> None:
         ts = st.get("ts")
-        if type(ts) is not int:
+        if not isinstance(ts, int):
             return
         h = self._history.get(room_id)
         if h is None:
             h = self._history[room_id] = deque(maxlen=self.limits.history_points)
         if h and ts - h[-1]["ts"] < self.limits.history_step_ms:
             return
-        point = {"ts": ts}
+        point: dict[str, Any] = {"ts": ts}
         for f in _CHART_FIELDS:
             v = st.get(f)
             if type(v) in (int, float):

@@ -96,7 +96,7 @@ def parse_client(raw: str | bytes) -> ClientMessage:
             out.append(r)
         return Auth(token, tuple(dict.fromkeys(out)))
     if t in ACK_ACTIONS:
-        return Action(t, _id(obj, "cue_id"), _id(obj, "room_id"))  # type: ignore[arg-type]
+        return Action(t, _id(obj, "cue_id"), _id(obj, "room_id"))
     if t == "resume":
         rooms = obj.get("rooms")
         if type(rooms) is not dict or len(rooms) > MAX_ROOMS_PER_RESUME:
@@ -119,7 +119,7 @@ _HOST_FIELDS: Final = ("type", "seq", "cue_id", "room_id", "kind", "severity", "
 
 def host_view(cue: dict[str, Any]) -> dict[str, Any]:
     """What a host screen gets of a cue: the headline (in every language), severity, ids. No evidence."""
-    out = {k: cue[k] for k in _HOST_FIELDS if k in cue}
+    out: dict[str, Any] = {k: cue[k] for k in _HOST_FIELDS if k in cue}
     texts = cue.get("texts")
     if type(texts) is dict:
         out["texts"] = {
