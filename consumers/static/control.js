@@ -8,7 +8,6 @@
   const rooms = new Map(); // room_id -> {stats, series: {field: [[ts, v]]}, cues: Map(cue_id -> cue), states: Map}
   let current = null;
   let canAck = false;
-  let replayed = 0;
   let bannerTimer = null;
 
   const $ = (id) => document.getElementById(id);
@@ -283,7 +282,6 @@
       selectRoom(m.rooms.includes(current) ? current : m.rooms[0]);
       $("room").title = current;
       status("live");
-      replayed = 0;
       if (again) banner(t("banner_back", { n: 0 }), "ok", 5000);
       else $("banner").hidden = true;
       document.title = t("title_control") + " · " + current;
@@ -292,7 +290,6 @@
       const r = room(c.room_id);
       if (r.cues.has(c.cue_id)) return; // duplicates are dropped by cue_id
       r.cues.set(c.cue_id, c);
-      replayed += 1;
       if (r.cues.size > 300) r.cues.delete(r.cues.keys().next().value);
       if (c.room_id === current) { renderCues(); renderLineup(); }
     },

@@ -7,6 +7,7 @@ uses its own room ids (``uid``), so tests sharing the session broker never see e
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import statistics
 import time
@@ -23,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from consumers.gateway import Gateway, Limits
-from consumers.tokens import mint
+from consumers.tokens import fingerprint, mint
 from livecue.broker import EmbeddedBroker
 from livecue.config import Settings
 from schemas.decode import decode_ack
@@ -198,14 +199,25 @@ async def test_cue_reaches_controller_and_host_of_its_room_and_nobody_else(
         await ws.close()
 
 
-async def test_bearer_header_authenticates_a_tool(
-        gateway: Gateway, kafka: Kafka, test_settings: Settings, uid: str) -> None:
+async def test_bearer_header_authenticates_a_tool_and_tokens_stay_out_of_logs(
+        gateway: Gateway, kafka: Kafka, test_settings: Settings, uid: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     room = f"rt-{uid}"
-    async with connect(gateway.ws_url, additional_headers={
-            "Authorization": "Bearer " + token(test_settings, "viewer", room)}) as ws:
+    good, bad = token(test_settings, "viewer", room), token(test_settings, "viewer", room, secret="x")
+    async with connect(gateway.ws_url, additional_headers={"Authorization": "Bearer " + good}) as ws:
         assert (await recv(ws))["type"] == "hello"
         await kafka.cue(cue(room, 1))
         assert (await recv_type(ws, "cue"))["cue_id"] == f"{room}-c1"
+    ws = await connect(gateway.ws_url)
+    await ws.send(orjson.dumps({"type": "auth", "token": bad}).decode())
+    assert (await closed_with(ws))[0] == 1008
+    # Everything the gateway process logs (the test's own websockets client logs its headers at DEBUG).
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records
+                        if not r.name.startswith("websockets.client"))
+    assert fingerprint(good) in logged and fingerprint(bad) in logged, "a fingerprint is logged instead"
+    for tok in (good, bad):
+        assert tok not in logged and tok.split(".")[2] not in logged
 
 
 # -- refusals --------------------------------------------------------------------------------
