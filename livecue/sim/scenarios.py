@@ -93,7 +93,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
                 Beat(240, "on_air", "traffic_driver"),
                 Beat(240, "release", "traffic_driver", qty=800),
             ),
-            stock={"traffic_driver": 800, "giveaway": 50, "hero": 0, "profit": 200},
+            stock={"traffic_driver": 800, "giveaway": 50, "hero": 300, "profit": 200},
             triggers=("release_orders", "push_stock"),
         ),
         Scenario(

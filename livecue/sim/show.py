@@ -49,7 +49,8 @@ _STAY_S: Final = 150.0  # mean stay of a viewer at churn 1
 #: Orders per online viewer and second for the SKU on air, by role (at its reference price).
 _BUY: Final = {"traffic_driver": 0.00045, "giveaway": 0.0012, "hero": 0.00032, "profit": 0.00005}
 _REF_PRICE: Final = {"traffic_driver": 990, "giveaway": 100, "hero": 6990, "profit": 29900}
-_OFF_AIR: Final = 0.04  # share of a SKU's demand that still buys while it is off air
+#: Share of a SKU's demand that still buys while it is off air (a giveaway is only grabbed live).
+_OFF_AIR: Final = {"traffic_driver": 0.04, "giveaway": 0.003, "hero": 0.04, "profit": 0.04}
 _CART_PER_ORDER: Final = 1.6
 _RELEASE_TAU_S: Final = 6.0  # pent-up demand floods a release within a few seconds
 _GIVE_UP_TAU_S: Final = 25.0  # frustrated buyers give up after a sell-out
@@ -231,7 +232,7 @@ class _Room:
                 self._carts(t, sku, demand * 0.6)
         for other in self.all_skus:
             if other is not sku and other.stock > 0 and not other.held:
-                d = online * _BUY[other.item.role] * _OFF_AIR * e
+                d = online * _BUY[other.item.role] * _OFF_AIR[other.item.role] * e
                 self._carts(t, other, d * _CART_PER_ORDER)
                 self._orders(t, other, d)
 
