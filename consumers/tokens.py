@@ -68,8 +68,11 @@ def _b64e(b: bytes) -> str:
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode("ascii")
 
 
+_B64_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _b64d(s: str) -> bytes:
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", s):
+    if not _B64_RE.fullmatch(s):
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
@@ -115,6 +118,8 @@ def verify(secret: str, token: object, now: float) -> Claims:
     if len(parts) != 2:
         raise TokenError("bad_token", "malformed token")
     body, mac_text = parts
+    if not _B64_RE.fullmatch(body):
+        raise TokenError("bad_token", "malformed token")
     try:
         mac = _b64d(mac_text)
     except ValueError:
