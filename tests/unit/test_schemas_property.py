@@ -28,6 +28,8 @@ from schemas.limits import COMMON_FIELDS, FIELDS, KINDS, LINEUP_FIELDS, MAX_LINE
 from schemas.outputs import ACK_ACTIONS
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The generators of these are costly (nested JSON, lineups): fewer examples keep the suite fast.
+HEAVY = settings(SETTINGS, max_examples=100)
 
 # Text as the platform sends it: CJK, emoji, ASCII, controls; never lone surrogates (not UTF-8).
 TEXT_CHARS = st.characters(blacklist_categories=("Cs",))
@@ -106,7 +108,7 @@ def test_arbitrary_json_raises_only_invalid_event(value: Any) -> None:
     assert _decode_only_invalid(orjson.dumps(value)) is None or isinstance(value, dict)
 
 
-@SETTINGS
+@HEAVY
 @given(st.sampled_from(sorted(FIELDS)), st.dictionaries(st.text(TEXT_CHARS, max_size=12), JSON, max_size=8))
 def test_arbitrary_objects_with_a_known_type_raise_only_invalid_event(etype: str, obj: dict[str, Any]) -> None:
     obj["type"] = etype
@@ -138,7 +140,7 @@ def _mutations(event: Any) -> st.SearchStrategy[bytes]:
     )
 
 
-@SETTINGS
+@HEAVY
 @given(EVENTS.flatmap(lambda e: st.tuples(st.just(e), _mutations(e))))
 def test_mutated_valid_events_raise_only_invalid_event(pair: tuple[Any, bytes]) -> None:
     event, raw = pair
