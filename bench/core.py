@@ -33,7 +33,8 @@ def simulate(n: int, seed: int = 7) -> list[Event]:
     lineup = tuple(LineupItem(f"sku{i}", f"商品{i}", ("traffic_driver", "hero", "profit",
                                                       "giveaway")[i % 4], 1000 * (i + 1), 5000)
                    for i in range(20))
-    evs: list[Event] = [SessionStart("e0", ROOM, T0, "s1", lineup), SkuOnAir("e1", ROOM, T0, "sku1")]
+    evs: list[Event] = [SessionStart("e0", ROOM, T0, "s1", lineup),
+                        SkuOnAir("e1", ROOM, T0, "sku1")]
     t = T0
     open_orders: list[str] = []
     for i in range(n):

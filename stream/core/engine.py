@@ -797,7 +797,8 @@ def _values(st: RoomState, k: SkuState | None, target: SkuState | None,
             e: dict[str, Any]) -> _Values:
     v = _Values()
     if k is not None:
-        v["sku_name"], v["sku_id"], v["sku_role"], v["stock"] = k.name, k.sku_id, k.role, str(k.stock)
+        v["sku_name"], v["sku_id"], v["sku_role"] = k.name, k.sku_id, k.role
+        v["stock"] = str(k.stock)
     if target is not None:
         v["target_name"], v["target_id"], v["target_stock"] = (
             target.name, target.sku_id, str(target.stock))
@@ -833,7 +834,7 @@ def clip_headline(text: str) -> str:
 
 def cue_id(room_id: str, session_id: str, kind: str, sku_id: str | None, start: int,
            seq: int) -> str:
-    """Deterministic id of a cue: its room, session, kind, SKU, episode start (and re-fire number)."""
+    """Deterministic cue id: room, session, kind, SKU, episode start (and re-fire number)."""
     raw = "\x1f".join((room_id, session_id, kind, sku_id or "", str(start)))
     if seq > 1:
         raw += f"\x1f{seq}"
@@ -896,7 +897,8 @@ def _snapshot(st: RoomState, now: int, pb: Playbook, sums: list[int]) -> RoomSta
             conversion=_r(ks[S_ORDERS] / ks[S_CART]) if ks[S_CART] else None, eta_s=eta,
         ))
     return RoomStats(
-        room_id=st.room_id, session_id=st.session_id, ts=now, tier=st.tier,  # type: ignore[arg-type]
+        room_id=st.room_id, session_id=st.session_id, ts=now,
+        tier=st.tier,  # type: ignore[arg-type]
         online=st.online, online_trend=_r(trend), entered_per_min=_r(sums[R_ENTERED] * f),
         left_per_min=_r(sums[R_LEFT] * f), chat_per_min=_r(chat * f), unique_chatters=_unique(st),
         intent_per_min=_r(intent * f), intent_share=_r(intent / chat) if chat else 0.0,

@@ -84,7 +84,8 @@ class Intent:
         "buy", "order", "restock", "missed it", "want one",
     ))
     #: "Missed it" words: the clearest signal to release more. They count as intent too.
-    missed_words: tuple[str, ...] = _f(("没抢到", "没抢着", "抢不到", "没买到", "missed it", "missed out", "sold out already"))
+    missed_words: tuple[str, ...] = _f((
+        "没抢到", "没抢着", "抢不到", "没买到", "missed it", "missed out", "sold out already"))
     #: Extra weight of a missed-it chat in demand figures (1 + this, as it is intent as well).
     missed_weight: float = _f(2.0, 0.0, 100.0)
 
@@ -121,7 +122,7 @@ class TierRules:
 
 @dataclass(frozen=True, slots=True)
 class PushStock:
-    """A selling SKU will run out within ``eta_s``, or ran out (never stock_set) while demand lasts."""
+    """A selling SKU runs out within ``eta_s``, or ran out (never stock_set) while demand lasts."""
 
     enabled: bool = _f(True)
     eta_s: float = _f(30.0, 1.0, 3_600.0)
@@ -264,7 +265,8 @@ class Playbook:
 
     ``stats_interval_ms``: a RoomStats snapshot per interval of event time. ``language`` picks the
     texts for ``Cue.headline``/``Cue.detail``; ``Cue.texts`` carries every language present.
-    Window sizes are taken by a room at its ``session_start`` (a reload applies to the next session).
+    Window sizes are taken by a room at its ``session_start`` (a reload applies to the next
+    session).
     """
 
     language: str = _f("zh")

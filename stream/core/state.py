@@ -37,10 +37,11 @@ __all__ = [
 
 # Room slot layout: [bucket stamp, counters...]. R_ONLINE is the last online sample (-1: none).
 R_STAMP, R_CHAT, R_INTENT, R_MISSED, R_LIKES, R_ENTERED, R_LEFT, R_CART = 0, 1, 2, 3, 4, 5, 6, 7
-R_ORDERS, R_UNITS, R_PAID, R_CANCELLED, R_GMV, R_UNPAID, R_ONLINE, R_LEN = 8, 9, 10, 11, 12, 13, 14, 15
+R_ORDERS, R_UNITS, R_PAID, R_CANCELLED, R_GMV, R_UNPAID = 8, 9, 10, 11, 12, 13
+R_ONLINE, R_LEN = 14, 15
 # SKU slot layout.
 S_STAMP, S_CART, S_CART_QTY, S_ORDERS, S_UNITS, S_LEN = 0, 1, 2, 3, 4, 5
-# Order record layout (a list, mutated in place): sku index, qty, amount, status, created ts, last ts.
+# Order record (a list, mutated in place): sku index, qty, amount, status, created ts, last ts.
 O_SKU, O_QTY, O_AMOUNT, O_STATUS, O_CREATED, O_LAST = 0, 1, 2, 3, 4, 5
 ST_CREATED, ST_PAID, ST_CANCELLED = 0, 1, 2
 
@@ -128,7 +129,8 @@ class RoomState:
 
     __slots__ = (
         "room_id", "session_id", "active", "started_ts", "ended", "max_ts", "cur_b",
-        "bucket_ms", "n_short", "n_long", "unique_bits", "uniq_shift", "stats_ms", "ring", "uniq_stamp", "uniq_bits",
+        "bucket_ms", "n_short", "n_long", "unique_bits", "uniq_shift", "stats_ms", "ring",
+        "uniq_stamp", "uniq_bits",
         "skus", "sku_index", "on_air", "on_air_since", "online", "orders", "gmv_total",
         "tier", "prev_tier", "tier_since", "cand", "cand_since", "base_online_sum",
         "base_ipv_sum", "base_n", "stats_k", "due", "episodes",
@@ -217,7 +219,8 @@ def load_state(data: bytes) -> RoomState:
     if not isinstance(doc, list) or not doc or doc[0] != _VERSION:
         raise ValueError("not a room state dump of version 1")
     (_, room_id, session_id, active, started_ts, ended, max_ts, cur_b, bucket_ms, n_short,
-     n_long, unique_bits, stats_ms, has_ring, ring, uniq, skus, on_air, on_air_since, online, orders, gmv_total,
+     n_long, unique_bits, stats_ms, has_ring, ring, uniq, skus, on_air, on_air_since, online,
+     orders, gmv_total,
      tier, prev_tier, tier_since, cand, cand_since, base_online_sum, base_ipv_sum, base_n,
      stats_k, due, episodes) = doc
     s = RoomState(room_id)
@@ -248,7 +251,8 @@ def load_state(data: bytes) -> RoomState:
     s.orders = {oid: rec for oid, rec in orders}
     s.gmv_total, s.tier, s.prev_tier, s.tier_since = gmv_total, tier, prev_tier, tier_since
     s.cand, s.cand_since = cand, cand_since
-    s.base_online_sum, s.base_ipv_sum, s.base_n = float(base_online_sum), float(base_ipv_sum), base_n
+    s.base_online_sum, s.base_ipv_sum = float(base_online_sum), float(base_ipv_sum)
+    s.base_n = base_n
     s.stats_k, s.due = stats_k, due
     s.episodes = {k: Episode.from_list(e) for k, e in episodes}
     return s

@@ -1,4 +1,4 @@
-"""Scripted live shows through the pure core: each cue at the right event time, with its evidence."""
+"""Scripted live shows through the pure core: each cue at the right event time, with evidence."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_push_stock_worsens_to_sold_out_within_cooldown_and_stays_quiet_otherwis
         assert b.evidence["stock"] == 0 or b.evidence["eta_s"] <= a.evidence["eta_s"] / 2 + 1e-3
 
 
-# --------------------------------------------------------------------------- switch_to_traffic_driver
+# ------------------------------------------------------------------ switch_to_traffic_driver
 
 def test_popularity_drop_while_profit_sku_on_air_names_the_traffic_driver_with_stock() -> None:
     lineup = (
