@@ -22,14 +22,20 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import IO
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from livecue.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
 from livecue.config import Settings
 from livecue.recording import Record, record_of
 from livecue.sim import SCENARIOS, generate
 from livecue.sim.send import Progress, parse_speed, send_paced
+from schemas.events import TOPIC_CUES
 
 NAME = "demo"
 HELP = "run everything locally (broker, worker, gateway, a simulated two-room show) and print the screen URLs"
@@ -232,12 +238,38 @@ async def _show(args: argparse.Namespace, settings: Settings, bootstrap: str, ro
                 stop.set()
             await asyncio.sleep(0.5)
 
-    watcher = asyncio.create_task(watch())
+    progress = Progress("demo: sent")
+    watchers = [asyncio.create_task(watch()), asyncio.create_task(_tail_cues(bootstrap, set(rooms), progress))]
     try:
         await send_paced(_shows(args, rooms), bootstrap, linger_ms=settings.linger_ms, speed=speed or 1.0,
-                         progress=Progress("demo: sent"), stop=stop)
+                         progress=progress, stop=stop)
     finally:
         stop.set()
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for w in watchers:
+            w.cancel()
+            with contextlib.suppress(asyncio.CancelledError, KafkaError, OSError):
+                await w
+
+
+async def _tail_cues(bootstrap: str, rooms: set[str], progress: Progress) -> None:
+    """Echo the demo rooms' cues in the terminal as the worker emits them (what the screens get)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                fetch_max_wait_ms=100)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(TOPIC_CUES, p) for p in sorted(consumer.partitions_for_topic(TOPIC_CUES) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        while True:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                for m in msgs:
+                    try:
+                        cue = orjson.loads(m.value or b"")
+                        if cue.get("room_id") not in rooms:
+                            continue
+                        at = datetime.fromtimestamp(cue["ts"] / 1000).strftime("%H:%M:%S")
+                        progress.note(f"cue {cue['room_id']} {at} {cue['kind']:<24} {cue['severity']:<8} {cue['headline']}")
+                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                        continue
+    finally:
+        await consumer.stop()

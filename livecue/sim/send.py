@@ -114,6 +114,13 @@ class Progress:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def note(self, line: str) -> None:
+        """Print a line of its own (e.g. a cue) above the progress line."""
+        self.stream.write(("\r\x1b[K" if self.tty else "") + line + "\n")
+        self.stream.flush()
+        if self.tty:
+            self._write(time.monotonic(), final=False)
+
     def done(self) -> None:
         self._write(time.monotonic(), final=True)
 
