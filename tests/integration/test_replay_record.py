@@ -60,3 +60,20 @@ def test_replay_skips_unreadable_lines_and_says_so(broker: EmbeddedBroker, uid: 
     done = _cli("replay", str(path), "--speed", "max", "--broker", broker.url)
     assert "bad.jsonl:2: skipped, line: not valid JSON" in done.stderr
     assert "replayed 2 of 2 records (1 unreadable lines skipped)" in done.stderr
+
+
+def test_simulate_into_kafka_sends_exactly_the_file_it_would_write(broker: EmbeddedBroker, uid: str, tmp_path: Path) -> None:
+    prefix = f"sk-{uid}-"
+    common = ("--rooms", "2", "--room-prefix", prefix, "--duration", "30", "--seed", "3", "--scenario", "mixed")
+    show = tmp_path / "show.jsonl"
+    _cli("simulate", "--out", str(show), "--quiet", *common)
+    sent = _cli("simulate", "--broker", broker.url, "--speed", "max", *common)
+    expected = _streams(show)
+    n = sum(len(v) for v in expected.values())
+    assert "simulate: sent " in sent.stderr and f"live.chat={len(expected[('live.chat', prefix + '1')]) + len(expected[('live.chat', prefix + '2')])}" in sent.stderr
+    back = tmp_path / "back.jsonl"
+    _cli("record", "--broker", broker.url, "--out", str(back), "--room", prefix + "1", "--room", prefix + "2",
+         "--idle", "4", "--duration", "60", "--quiet")
+    got = _streams(back)
+    assert sum(len(v) for v in got.values()) == n
+    assert got == expected
