@@ -18,7 +18,10 @@ from typing import Any
 
 from schemas.errors import ConfigError
 
-__all__ = ["Settings", "Setting", "SETTINGS", "load_settings", "add_setting_flags", "parse_broker_url"]
+__all__ = [
+    "Settings", "Setting", "SETTINGS", "load_settings", "add_setting_flags", "parse_broker_url",
+    "settings_env", "settings_from_args", "settings_table",
+]
 
 
 def parse_broker_url(value: str) -> str:
@@ -133,7 +136,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web_host", _str, "127.0.0.1", "address Faust's own web server binds to"),
     Setting("fetch_max_wait_ms", _int_range(1, 5000), "20", "longest a fetch waits for data (Faust hard-codes 1500)"),
     Setting("linger_ms", _int_range(0, 1000), "20", "producer linger: batches sends (1 ms overloads Tansu)"),
-    Setting("max_task_idle_ms", _int_range(0, 60000), "300", "how long a room waits for a lagging input topic before releasing events (cross-topic alignment)"),
+    Setting("max_task_idle_ms", _int_range(0, 600000), "5000", "longest an event waits for an input topic that still has unread records (cross-topic alignment; quiet, caught-up topics are waited for only 100 ms)"),
     Setting("commit_interval_s", _float_range(0.05, 60.0), "1.0", "seconds between offset commits / state flushes"),
     Setting("session_timeout_s", _float_range(1.0, 300.0), "10", "consumer group session timeout"),
     Setting("heartbeat_interval_s", _float_range(0.1, 60.0), "1", "consumer group heartbeat interval"),
@@ -168,7 +171,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     fetch_max_wait_ms: int = 20
     linger_ms: int = 20
-    max_task_idle_ms: int = 300
+    max_task_idle_ms: int = 5000
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0
     heartbeat_interval_s: float = 1.0
@@ -248,3 +251,20 @@ def settings_table() -> str:
     for s in SETTINGS:
         rows.append(f"| `{s.env}` | `{s.flag}` | `{s.default}` | {s.help} |")
     return "\n".join(rows)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``LIVECUE_*`` env vars that reproduce ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for s in SETTINGS:
+        v = getattr(settings, s.name)
+        if s.name == "broker":
+            text = settings.broker_url
+        elif v is None:
+            text = ""
+        elif isinstance(v, tuple):
+            text = ",".join(v)
+        else:
+            text = str(v)
+        env[s.env] = text
+    return env

@@ -185,6 +185,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     metrics = WorkerMetrics(registry)
     playbooks = PlaybookSet(settings.playbook, settings.playbook_dir)
     worker_dir = settings.data_dir / (settings.worker_id or "worker")
+    worker_dir.mkdir(parents=True, exist_ok=True)
     _FETCH_WAIT_MS[settings.app_id] = settings.fetch_max_wait_ms
     request_timeout = max(30.0, settings.session_timeout_s * 2, settings.rebalance_timeout_s * 2)
     app = faust.App(
@@ -208,6 +209,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         web_port=settings.web_port or 6066,
         web_bind=settings.web_host,
         web_host=settings.web_host,
+        key_serializer="raw",
+        value_serializer="raw",
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(*INPUT_TOPICS, allow_empty=True, **raw)
@@ -215,7 +218,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         name: app.topic(name, partitions=settings.partitions, **raw)
         for name in (TOPIC_CUES, TOPIC_ROOM_STATS, TOPIC_DEADLETTER)
     }
-    table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions, **raw)
+    table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions,
+                      key_type=bytes, value_type=bytes)
 
     def load_room(room_id: str) -> bytes | None:
         value = table.data.get(room_id.encode())

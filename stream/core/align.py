@@ -12,10 +12,12 @@ topic)``: a late event keeps its place in its topic (Kafka's per-partition order
 events of one topic always reach the core in offset order. That makes "skip what this room has
 already processed, by offset" exact after a crash. The core still sees the event's own ``ts``.
 
-:class:`Aligner` is the bounded-wait merge (the idea of Kafka Streams' ``max.task.idle.ms``):
-an event is released once every input topic of its partition has shown it a later-or-equal
-event time, or once it has waited ``max_idle_ms`` of *processing* time (passed in by the caller
-as ``now_ms``: this module never reads a clock).
+:class:`Aligner` is the bounded-wait merge (the idea of Kafka Streams' ``max.task.idle.ms``,
+KIP-695): an event is released once no topic of its partition can still deliver an earlier one;
+or, when the topics it waits for are caught up (nothing left to read), after a short grace for
+records in flight; or, when some of them still have unread records (a worker catching up a
+backlog), after at most ``max_idle_ms``. Times are *processing* time passed in by the caller as
+``now_ms``: this module never reads a clock.
 """
 
 from __future__ import annotations
@@ -72,10 +74,11 @@ class Aligner:
     ``push(room, topic, offset, ts, payload, now_ms)`` adds a record (``offset`` orders it within
     its topic); ``pop_ready(now_ms)`` returns the payloads that may be released, in order.
     A topic's *frontier* is the largest effective ts seen on it. An event is ready when every
-    topic's frontier has reached its effective ts (no earlier event can still arrive), or when it
-    has waited ``max_idle_ms``, or — after a short ``grace_ms`` for records still in flight —
-    when every topic that is behind is known to be caught up (``mark_caught_up``: position ==
-    end offset, nothing more to read right now; Kafka Streams skips idling the same way).
+    topic's frontier has reached its effective ts (no earlier event can still arrive); or, if the
+    topics behind are all caught up (``mark_caught_up``: position == end offset), once it has
+    waited ``grace_ms``; or, if some topic behind still has unread records, once it has waited
+    ``max_idle_ms``. Catching up therefore releases in canonical order unless a topic stalls for
+    longer than ``max_idle_ms``, and live traffic waits at most ``grace_ms`` for a quiet topic.
     """
 
     def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 100) -> None:
@@ -126,11 +129,13 @@ class Aligner:
         while heap:
             head = heap[0]
             waited = now_ms - head.arrived_ms
-            if waited < self.max_idle_ms:
-                blocking = self._blocking(head.key)
-                if blocking and (
-                    waited < self.grace_ms or not all(self._caught_up[t] for t in blocking)
-                ):
+            blocking = self._blocking(head.key)
+            if blocking:
+                if all(self._caught_up[t] for t in blocking):
+                    limit = self.grace_ms  # quiet topics: only records still in flight can come
+                else:
+                    limit = self.max_idle_ms  # a topic with unread records: wait, bounded
+                if waited < limit:
                     break
             out.append(heapq.heappop(heap).payload)
         return out
