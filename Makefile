@@ -26,6 +26,7 @@ test-unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.decode
+	$(BIN)/python -m bench.core
 	$(BIN)/python -m bench.worker
 
 schemas: $(STAMP)
