@@ -44,16 +44,19 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "livecue_state_cache_bytes": ("gauge", ()),
     "livecue_consumer_lag": ("gauge", ("topic", "partition")),
     "livecue_seconds_since_last_commit": ("gauge", ()),
+    "livecue_aligner_pending": ("gauge", ()),
     "livecue_build_info": ("gauge", ("version", "component", "python")),
     # gateway
     "livecue_gateway_connections": ("gauge", ("role",)),
     "livecue_gateway_messages_sent_total": ("counter", ("type",)),
     "livecue_gateway_slow_clients_total": ("counter", ()),
+    "livecue_gateway_stats_skipped_total": ("counter", ()),
     "livecue_gateway_send_queue_depth": ("histogram", ()),
     "livecue_gateway_refused_total": ("counter", ("reason",)),
     "livecue_gateway_acks_total": ("counter", ("action",)),
     "livecue_gateway_cue_delivery_latency_seconds": ("histogram", ()),
     "livecue_gateway_records_consumed_total": ("counter", ("topic",)),
+    "livecue_gateway_bad_records_total": ("counter", ("topic",)),
 }
 TARGET_LABELS = {"instance", "job"}
 JOBS = {"livecue-worker", "livecue-gateway"}
