@@ -126,6 +126,8 @@ def _advance(st: RoomState, b: int, pb: Playbook) -> None:
         st.base_online_sum += st.online * gap
         st.base_ipv_sum += _ipv(sums, span, st.online, pb) * gap
         st.base_n += gap
+    if st.active and st.cur_b > st.base_skip_b:
+        _fold_intent_baseline(st)
     st.cur_b = b
     orders = st.orders
     if orders:
@@ -135,6 +137,20 @@ def _advance(st: RoomState, b: int, pb: Playbook) -> None:
             if orders[oid][O_LAST] >= horizon:
                 break
             del orders[oid]
+
+
+def _fold_intent_baseline(st: RoomState) -> None:
+    """The bucket that just closed counts toward the intent baseline if the SKU on air (if any)
+    had stock at its close: the room's ordinary selling chatter, not a hold or a sell-out."""
+    if st.on_air >= 0 and st.skus[st.on_air].stock == 0:
+        return
+    slot = st.ring[st.cur_b % st.n_long]
+    if slot[R_STAMP] != st.cur_b:
+        return
+    st.base_chat += slot[R_CHAT]
+    st.base_intent += slot[R_INTENT]
+    st.base_missed += slot[R_MISSED]
+    st.base_ms += st.bucket_ms
 
 
 def _room_slot(st: RoomState, b: int) -> list[int] | None:
@@ -260,6 +276,8 @@ def _new_session(st: RoomState, ev: SessionStart, pb: Playbook) -> None:
     st.base_online_sum, st.base_ipv_sum, st.base_n = 0.0, 0.0, 0
     st.stats_k, st.due = -1, 0
     st.episodes = {}
+    st.base_chat = st.base_intent = st.base_missed = st.base_ms = 0
+    st.base_skip_b = -1
     st.max_ts = max(st.max_ts, ev.ts)
     st.cur_b = st.max_ts // st.bucket_ms
 
@@ -277,8 +295,10 @@ def _on_session_start(st: RoomState, ev: SessionStart, pb: Playbook, out: StepRe
             if len(st.skus) >= cap:
                 continue
             st.sku_index[item.sku_id] = len(st.skus)
-            st.skus.append(SkuState(item.sku_id, item.name, item.role, item.price_cents,
-                                    item.stock))
+            sku = SkuState(item.sku_id, item.name, item.role, item.price_cents, item.stock)
+            if item.stock == 0:
+                sku.zero_since = ev.ts
+            st.skus.append(sku)
         else:
             k = st.skus[i]
             k.name, k.role, k.price_cents = item.name, item.role, item.price_cents
@@ -304,6 +324,7 @@ def _on_sku_on_air(st: RoomState, ev: SkuOnAir, pb: Playbook, out: StepResult) -
     _clock(st, ev.ts, pb)
     if st.on_air != i:
         st.on_air, st.on_air_since = i, ev.ts
+        st.base_skip_b = st.cur_b
     _evaluate_all(st, pb, out)
     return None
 
@@ -317,7 +338,18 @@ def _on_stock_set(st: RoomState, ev: StockSet, pb: Playbook, out: StepResult) ->
         return "sku_id: not in the session's lineup"
     _clock(st, ev.ts, pb)
     k = st.skus[i]
+    if ev.stock == 0:
+        if k.stock > 0:
+            k.zero_since = ev.ts
+    else:
+        # Stock put back: the SKU's selling and release episodes are over (a new one may start
+        # at once, and speaks once its cooldown has passed).
+        for kind in ("push_stock|", "release_orders|"):
+            ep = st.episodes.get(kind + k.sku_id)
+            if ep is not None:
+                ep.active = False
     k.stock, k.managed, k.held = ev.stock, True, ev.stock == 0
+    st.base_skip_b = st.cur_b
     _evaluate_all(st, pb, out)
     return None
 
@@ -374,6 +406,8 @@ def _on_order(st: RoomState, ev: Order, pb: Playbook, out: StepResult) -> str | 
             rec = [i, ev.qty, ev.amount_cents, ST_CANCELLED, ts, ts]
         else:
             k = st.skus[i]
+            if 0 < k.stock <= ev.qty:
+                k.zero_since = ts
             k.stock = max(0, k.stock - ev.qty)
             k.sold += ev.qty
             st.gmv_total += ev.amount_cents
@@ -635,22 +669,22 @@ def _eval_sku(st: RoomState, i: int, pb: Playbook, out: StepResult,
 
     ps = pb.push_stock
     if ps.enabled:
-        cond, level, bad, eta, demand = False, 0, 0.0, 0.0, 0.0
+        cond, level, eta, demand = False, 0, 0.0, 0.0
         if k.stock > 0:
             if units_pm > 0 and units_pm >= ps.min_units_per_min:
                 eta = k.stock * 60.0 / units_pm
-                if eta <= ps.eta_s:
-                    cond, bad = True, 1.0 / eta
+                cond = eta <= ps.eta_s
         elif not k.managed:
             demand = cart_pm + (weighted if on_air else 0.0)
             if (0 < cart_pm and cart_pm >= ps.out_min_cart_adds_per_min) or (
                     on_air and 0 < weighted and weighted >= ps.out_min_intent_per_min):
-                cond, level, bad = True, 1, 0.0  # sold out: only a level, never "more out"
+                cond, level = True, 1
         key = "push_stock|" + k.sku_id
         ep = _episode(st, key, cond)
         if ep is not None:
-            seq = _fire(ep, cond, now, st, ps.cooldown_ms, ps.episode_end_ms, level, bad,
-                        ps.worsen_factor)
+            # Only a level counts as worse (selling out soon -> sold out): a falling ETA is the
+            # normal course of a sell-down, so the episode gets one warn and one critical.
+            seq = _fire(ep, cond, now, st, ps.cooldown_ms, ps.episode_end_ms, level, 0.0, 2.0)
             if seq:
                 e = dict(ev)
                 if level == 0:
@@ -667,26 +701,94 @@ def _eval_sku(st: RoomState, i: int, pb: Playbook, out: StepResult,
 
     ro = pb.release_orders
     if ro.enabled:
-        cond = False
-        share = min(1.0, weighted / chat_pm) if chat_pm > 0 else 0.0
+        cond, level = False, 0
+        d: _Demand | None = None
+        base = need = 0.0
+        held_ms = now - k.zero_since
         if k.stock == 0 and k.managed:
-            cond = (0 < cart_pm and cart_pm >= ro.min_cart_adds_per_min) or (
-                on_air and 0 < weighted and weighted >= ro.min_intent_per_min
-                and share >= ro.min_intent_share)
-        level = 1 if on_air and 0 < missed_pm and missed_pm >= ro.critical_missed_per_min else 0
-        key = "release_orders|" + k.sku_id
-        ep = _episode(st, key, cond)
+            if held_ms >= ro.min_hold_ms:
+                d = _since_empty(st, k, now, on_air, pb)
+                base = _baseline_share(st, pb)
+                need = max(ro.min_intent_share, ro.intent_vs_baseline * base)
+                level = 1 if on_air and 0 < d.missed_pm and \
+                    d.missed_pm >= ro.critical_missed_per_min else 0
+                cond = level == 1 or (0 < d.cart_pm and d.cart_pm >= ro.min_cart_adds_per_min) \
+                    or (on_air and 0 < d.weighted and d.weighted >= ro.min_intent_per_min
+                        and d.share >= need)
+            elif k.zero_since + ro.min_hold_ms < st.due and (on_air or k.ring is not None):
+                st.due = k.zero_since + ro.min_hold_ms  # look again when the hold is long enough
+        ep = _episode(st, "release_orders|" + k.sku_id, cond)
         if ep is not None:
             seq = _fire(ep, cond, now, st, ro.cooldown_ms, ro.episode_end_ms, level, 0.0, 2.0)
-            if seq:
+            if seq and d is not None:
+                # The figures that fired it: whole buckets since the link emptied.
                 e = dict(ev)
                 e["held"] = k.held
-                e["weighted_intent_per_min"] = _r(weighted)
-                e["intent_share"] = _r(share)
-                e["demand_per_min"] = _r(cart_pm + weighted)
+                e["held_s"] = _r(held_ms / 1000)
+                e["cart_adds_per_min"] = _r(d.cart_pm)
+                if on_air:
+                    e["intent_per_min"] = _r(d.intent_pm)
+                    e["missed_per_min"] = _r(d.missed_pm)
+                    e["chat_per_min"] = _r(d.chat_pm)
+                e["weighted_intent_per_min"] = _r(d.weighted)
+                e["intent_share"] = _r(d.share)
+                e["baseline_intent_share"] = _r(base)
+                e["required_intent_share"] = _r(need)
+                e["demand_window_s"] = _r(d.span_ms / 1000)
+                e["demand_per_min"] = _r(d.cart_pm + d.weighted)
                 _emit(st, pb, out, "release_orders", "release_orders",
                       "critical" if level else "warn", k, None, e, _values(st, k, None, e),
                       ep, seq)
+
+
+@dataclass(slots=True)
+class _Demand:
+    """Demand for an empty link over the whole buckets since it emptied (per minute)."""
+
+    span_ms: float
+    cart_pm: float
+    intent_pm: float
+    missed_pm: float
+    chat_pm: float
+    weighted: float
+    share: float
+
+
+def _since_empty(st: RoomState, k: SkuState, now: int, on_air: bool, pb: Playbook) -> _Demand:
+    """Rates over the buckets after the one in which ``k``'s link emptied (the buckets of the
+    short window at most; the current bucket if none is complete yet): what built up while it
+    was empty, not the selling before it."""
+    lo = max(k.zero_since // st.bucket_ms + 1, st.cur_b - st.n_short + 1)
+    lo = min(lo, st.cur_b)
+    begin = max(lo * st.bucket_ms, st.started_ts)
+    span = float(max(now - begin, st.bucket_ms))
+    f = _MIN / span
+    cart = 0
+    if k.ring is not None:
+        for slot in k.ring:
+            if lo <= slot[S_STAMP] <= st.cur_b:
+                cart += slot[S_CART]
+    chat = intent = missed = 0
+    if on_air:
+        for slot in st.ring:
+            if lo <= slot[R_STAMP] <= st.cur_b:
+                chat += slot[R_CHAT]
+                intent += slot[R_INTENT]
+                missed += slot[R_MISSED]
+    weighted = (intent + pb.intent.missed_weight * missed) * f
+    chat_pm = chat * f
+    share = min(1.0, weighted / chat_pm) if chat_pm > 0 else 0.0
+    return _Demand(span, cart * f, intent * f, missed * f, chat_pm, weighted, share)
+
+
+def _baseline_share(st: RoomState, pb: Playbook) -> float:
+    """The session's weighted intent share of chat while selling (the playbook's assumption
+    until the session has ``release_orders.baseline_min_ms`` of it)."""
+    ro = pb.release_orders
+    if st.base_ms < ro.baseline_min_ms or st.base_chat <= 0:
+        return ro.baseline_intent_share
+    w = st.base_intent + pb.intent.missed_weight * st.base_missed
+    return min(1.0, w / st.base_chat)
 
 
 def _first_with_stock(st: RoomState, role: str) -> SkuState | None:
@@ -803,11 +905,13 @@ def _values(st: RoomState, k: SkuState | None, target: SkuState | None,
         v["target_name"], v["target_id"], v["target_stock"] = (
             target.name, target.sku_id, str(target.stock))
     for name in ("units_per_min", "cart_adds_per_min", "intent_per_min", "missed_per_min",
-                 "down_s", "on_air_s"):
+                 "down_s", "on_air_s", "held_s"):
         if name in e:
             v[name] = _num(float(e[name]))
     if "intent_share" in e:
         v["intent_share_pct"] = str(round(100 * float(e["intent_share"])))
+    if "baseline_intent_share" in e:
+        v["baseline_share_pct"] = str(round(100 * float(e["baseline_intent_share"])))
     if "unpaid_share" in e:
         v["unpaid_share_pct"] = str(round(100 * float(e["unpaid_share"])))
     for name in ("orders", "unpaid"):

@@ -37,7 +37,7 @@ PLACEHOLDERS: Final = (
     "sku_name", "sku_id", "sku_role", "stock", "eta_s", "units_per_min", "cart_adds_per_min",
     "intent_per_min", "missed_per_min", "intent_share_pct", "target_name", "target_id",
     "target_stock", "tier", "prev_tier", "down_s", "online", "on_air_s", "orders", "unpaid",
-    "unpaid_share_pct", "window_min",
+    "unpaid_share_pct", "window_min", "held_s", "baseline_share_pct",
 )
 #: How a tier reads in each language (used for the {tier} and {prev_tier} placeholders).
 TIER_LABELS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType({
@@ -122,7 +122,14 @@ class TierRules:
 
 @dataclass(frozen=True, slots=True)
 class PushStock:
-    """A selling SKU runs out within ``eta_s``, or ran out (never stock_set) while demand lasts."""
+    """A selling SKU runs out within ``eta_s``, or ran out (never stock_set) while demand lasts.
+
+    One cue per selling episode: a warn ("sells out in ~N s") the first time the ETA is within
+    ``eta_s``, then at most one critical escalation when it actually sells out while demand
+    continues. Nothing else for that SKU until the episode ends (a stock_set puts stock back, or
+    the condition has been false ``episode_end_ms``) and ``cooldown_ms`` has passed since its
+    last cue; a falling ETA is the normal course of a sell-down, not a new situation.
+    """
 
     enabled: bool = _f(True)
     eta_s: float = _f(30.0, 1.0, 3_600.0)
@@ -131,21 +138,36 @@ class PushStock:
     out_min_intent_per_min: float = _f(10.0, 0.0, 1e9)
     cooldown_ms: int = _f(60_000, 0, 86_400_000)
     episode_end_ms: int = _f(30_000, 0, 86_400_000)
-    #: Worse = ETA divided by this (2 = halves), or sold out after "selling out soon".
-    worsen_factor: float = _f(2.0, 1.01, 1_000.0)
 
 
 @dataclass(frozen=True, slots=True)
 class ReleaseOrders:
-    """A SKU at stock 0 after a stock_set (held back or batch gone) while demand builds."""
+    """A SKU at stock 0 after a stock_set (held back or batch gone) once demand has built.
+
+    The link must have been empty ``min_hold_ms`` (憋单 is meant to let demand build), and over
+    the whole buckets since it emptied (at most the short window): weighted intent (a missed-it
+    chat counts 1 + ``intent.missed_weight``) at least ``min_intent_per_min`` and a share of chat
+    of at least ``intent_vs_baseline`` × the session's baseline share (and ``min_intent_share``);
+    or ``min_cart_adds_per_min`` cart adds of that SKU; or ``critical_missed_per_min``
+    missed-it chats. The baseline is the weighted intent share of chat while the SKU on air had
+    stock, once the session has ``baseline_min_ms`` of it; ``baseline_intent_share`` until then.
+    """
 
     enabled: bool = _f(True)
-    #: Weighted intent (missed-it counts 1 + missed_weight) share of chat, and per minute...
+    #: The link has been empty at least this long (from the stock_set 0 or the sell-out).
+    min_hold_ms: int = _f(20_000, 0, 3_600_000)
+    #: Weighted intent share of chat: at least this × the session's baseline share...
+    intent_vs_baseline: float = _f(1.5, 1.0, 100.0)
+    #: ...and never below this share...
     min_intent_share: float = _f(0.15, 0.0, 1.0)
+    #: ...with at least this many weighted intent chats per minute.
     min_intent_per_min: float = _f(10.0, 0.0, 1e9)
-    #: ...or cart adds per minute of that SKU.
+    #: Baseline share assumed until the session has ``baseline_min_ms`` of selling time.
+    baseline_intent_share: float = _f(0.16, 0.0, 1.0)
+    baseline_min_ms: int = _f(60_000, 0, 86_400_000)
+    #: Or cart adds per minute of that SKU while its link is empty.
     min_cart_adds_per_min: float = _f(5.0, 0.0, 1e9)
-    #: Severity critical from this many missed-it chats per minute.
+    #: Severity critical from this many missed-it chats per minute (demand has built, too).
     #: Worse (speak again within the cooldown) = turning critical.
     critical_missed_per_min: float = _f(10.0, 0.0, 1e9)
     cooldown_ms: int = _f(60_000, 0, 86_400_000)
@@ -208,8 +230,9 @@ def _default_texts() -> Mapping[str, Mapping[str, CueText]]:
             "求购弹幕{intent_per_min}条/分（没抢到{missed_per_min}条/分）。建议上库存。"),
         "release_orders": CueText(
             "{sku_name}放单！大家都在等",
-            "{sku_name}（{sku_id}）库存0，求购弹幕占{intent_share_pct}%（{intent_per_min}条/分，"
-            "没抢到{missed_per_min}条/分），加购{cart_adds_per_min}次/分。建议放单。"),
+            "{sku_name}（{sku_id}）库存0已{held_s}秒，求购弹幕占{intent_share_pct}%"
+            "（平时{baseline_share_pct}%；{intent_per_min}条/分，没抢到{missed_per_min}条/分），"
+            "加购{cart_adds_per_min}次/分。建议放单。"),
         "switch_to_traffic_driver": CueText(
             "人气下滑，切引流款：{target_name}",
             "人气从{prev_tier}降到{tier}已{down_s}秒，在线{online}人，正在讲{sku_name}。"
@@ -233,9 +256,9 @@ def _default_texts() -> Mapping[str, Mapping[str, CueText]]:
             "{intent_per_min} intent chats/min ({missed_per_min} missed-it/min). Push stock."),
         "release_orders": CueText(
             "Release {sku_name} now: they are waiting",
-            "{sku_name} ({sku_id}) is at 0: intent is {intent_share_pct}% of chat "
-            "({intent_per_min}/min, {missed_per_min} missed-it/min), {cart_adds_per_min} cart "
-            "adds/min. Release a batch."),
+            "{sku_name} ({sku_id}) has been at 0 for {held_s}s: intent is {intent_share_pct}% "
+            "of chat (usually {baseline_share_pct}%; {intent_per_min}/min, {missed_per_min} "
+            "missed-it/min), {cart_adds_per_min} cart adds/min. Release a batch."),
         "switch_to_traffic_driver": CueText(
             "Room cooling: switch to {target_name}",
             "Popularity fell from {prev_tier} to {tier} {down_s}s ago, {online} online, "

@@ -16,7 +16,8 @@ Memory per room is bounded whatever the session length:
   at most ``bounds.max_skus`` SKUs per session;
 * order ids: kept ``bounds.order_horizon_ms`` after their last status, LRU-capped at
   ``bounds.max_orders``; a status for a forgotten id is treated as a first sighting;
-* cue episodes: one small record per (kind, SKU).
+* cue episodes: one small record per (kind, SKU);
+* the session's intent baseline: five counters.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class SkuState:
     """One SKU of the session's lineup, its stock and its short-window funnel."""
 
     __slots__ = ("sku_id", "name", "role", "price_cents", "stock", "managed", "held", "sold",
-                 "ring")
+                 "ring", "zero_since")
 
     def __init__(self, sku_id: str, name: str, role: str, price_cents: int, stock: int) -> None:
         self.sku_id = sku_id
@@ -79,15 +80,20 @@ class SkuState:
         self.held = False
         self.sold = 0
         self.ring: list[list[int]] | None = None
+        #: Event time the link became empty (stock_set 0, sold out, or 0 in the lineup); only
+        #: meaningful while ``stock == 0`` (0 when unknown: a dump from before this field).
+        self.zero_since = 0
 
     def to_list(self) -> list[Any]:
         return [self.sku_id, self.name, self.role, self.price_cents, self.stock, self.managed,
-                self.held, self.sold, self.ring]
+                self.held, self.sold, self.ring, self.zero_since]
 
     @classmethod
     def from_list(cls, d: list[Any]) -> SkuState:
         s = cls(d[0], d[1], d[2], d[3], d[4])
         s.managed, s.held, s.sold, s.ring = d[5], d[6], d[7], d[8]
+        if len(d) > 9:
+            s.zero_since = d[9]
         return s
 
 
@@ -134,6 +140,7 @@ class RoomState:
         "skus", "sku_index", "on_air", "on_air_since", "online", "orders", "gmv_total",
         "tier", "prev_tier", "tier_since", "cand", "cand_since", "base_online_sum",
         "base_ipv_sum", "base_n", "stats_k", "due", "episodes",
+        "base_chat", "base_intent", "base_missed", "base_ms", "base_skip_b",
     )
 
     def __init__(self, room_id: str) -> None:
@@ -177,6 +184,15 @@ class RoomState:
         self.due = 0
         #: "kind|sku_id" -> Episode, in first-seen order.
         self.episodes: dict[str, Episode] = {}
+        #: Intent baseline of the session: chat, intent and missed-it counts of the closed
+        #: buckets during which the SKU on air had stock (no hold, no sell-out), and their time.
+        self.base_chat = 0
+        self.base_intent = 0
+        self.base_missed = 0
+        self.base_ms = 0
+        #: Buckets up to this one are left out of the baseline (a stock_set / on-air switch
+        #: happened in them, so part of the bucket may be a hold).
+        self.base_skip_b = -1
 
 
 def new_state(room_id: str) -> RoomState:
@@ -206,6 +222,7 @@ def dump_state(state: RoomState) -> bytes:
         s.on_air_since, s.online, list(s.orders.items()), s.gmv_total, s.tier, s.prev_tier,
         s.tier_since, s.cand, s.cand_since, s.base_online_sum, s.base_ipv_sum, s.base_n,
         s.stats_k, s.due, [[k, e.to_list()] for k, e in s.episodes.items()],
+        s.base_chat, s.base_intent, s.base_missed, s.base_ms, s.base_skip_b,
     ]
     return orjson.dumps(doc)
 
@@ -218,11 +235,13 @@ def load_state(data: bytes) -> RoomState:
     doc = orjson.loads(data)
     if not isinstance(doc, list) or not doc or doc[0] != _VERSION:
         raise ValueError("not a room state dump of version 1")
+    # Dumps written before the intent baseline existed have 33 items: it starts empty.
     (_, room_id, session_id, active, started_ts, ended, max_ts, cur_b, bucket_ms, n_short,
      n_long, unique_bits, stats_ms, has_ring, ring, uniq, skus, on_air, on_air_since, online,
      orders, gmv_total,
      tier, prev_tier, tier_since, cand, cand_since, base_online_sum, base_ipv_sum, base_n,
-     stats_k, due, episodes) = doc
+     stats_k, due, episodes) = doc[:33]
+    baseline = doc[33:38] if len(doc) >= 38 else [0, 0, 0, 0, -1]
     s = RoomState(room_id)
     s.session_id, s.active, s.started_ts, s.ended = session_id, active, started_ts, ended
     s.max_ts, s.cur_b, s.bucket_ms, s.n_short, s.n_long = max_ts, cur_b, bucket_ms, n_short, n_long
@@ -255,6 +274,7 @@ def load_state(data: bytes) -> RoomState:
     s.base_n = base_n
     s.stats_k, s.due = stats_k, due
     s.episodes = {k: Episode.from_list(e) for k, e in episodes}
+    s.base_chat, s.base_intent, s.base_missed, s.base_ms, s.base_skip_b = baseline
     return s
 
 

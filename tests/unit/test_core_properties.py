@@ -35,7 +35,8 @@ PB = dataclasses.replace(
                    cold_exit=0.95, cold_enter=0.9),
     push_stock=PushStock(eta_s=60.0, min_units_per_min=1.0, out_min_cart_adds_per_min=1.0,
                          out_min_intent_per_min=1.0, cooldown_ms=8000, episode_end_ms=2000),
-    release_orders=ReleaseOrders(min_intent_share=0.05, min_intent_per_min=1.0,
+    release_orders=ReleaseOrders(min_hold_ms=2000, min_intent_share=0.05,
+                                 min_intent_per_min=1.0, baseline_min_ms=5000,
                                  min_cart_adds_per_min=1.0, critical_missed_per_min=8.0,
                                  cooldown_ms=8000, episode_end_ms=2000),
     switch_to_traffic_driver=SwitchToTrafficDriver(min_drop=1, after_ms=1000, cooldown_ms=8000,
@@ -184,12 +185,8 @@ _COOLDOWN = {
 def _worse(prev: Cue, cur: Cue) -> bool:
     """The definition of "the situation worsened" per kind (what allows a cue within cooldown)."""
     p, c = prev.evidence, cur.evidence
-    if cur.kind == "push_stock":
-        if prev.severity == "warn" and cur.severity == "critical":
-            return True  # selling out soon -> sold out
-        return (prev.severity == cur.severity == "warn"
-                and c["eta_s"] <= p["eta_s"] / PB.push_stock.worsen_factor * 1.001 + 1e-3)
-    if cur.kind == "release_orders":
+    if cur.kind in ("push_stock", "release_orders"):
+        # selling out soon -> sold out / demand -> missed-it flood; a falling ETA is not worse
         return prev.severity == "warn" and cur.severity == "critical"
     if cur.kind == "switch_to_traffic_driver":
         return _RANK[c["tier"]] < _RANK[p["tier"]]  # the tier fell further
@@ -209,6 +206,16 @@ def test_no_cue_storms_one_cue_per_kind_and_sku_per_cooldown_unless_worse(evs: l
         if prev is not None and c.ts - prev.ts < _COOLDOWN[c.kind]:
             assert _worse(prev, c), (prev, c)
         last[key] = c
+
+
+@FAST
+@given(events(max_size=200))
+def test_release_orders_never_fires_before_the_link_was_empty_min_hold(evs: list[Event]) -> None:
+    _, cues, _, _ = _fold(evs)
+    for _, c in cues:
+        if c.kind == "release_orders":
+            assert c.evidence["stock"] == 0
+            assert c.evidence["held_s"] * 1000 >= PB.release_orders.min_hold_ms
 
 
 @FAST

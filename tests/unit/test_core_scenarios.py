@@ -65,26 +65,80 @@ def test_stock_run_out_fires_push_stock_at_the_trigger_event() -> None:
     assert cue.emitted_at == 0
 
 
-def test_push_stock_worsens_to_sold_out_within_cooldown_and_stays_quiet_otherwise() -> None:
+def test_a_sell_down_gives_one_warn_then_one_critical_on_sell_out_and_nothing_more() -> None:
     s = Show()
-    s.start(lineup=(LineupItem("hero", "面霜", "hero", 100, 40),))
+    s.start(lineup=(LineupItem("hero", "面霜", "hero", 100, 60),))
+    s.on_air("hero")
+    etas = []
+    for i in range(60):  # 2 units a second: the ETA falls from minutes to 0
+        s.order(f"o{i}", "hero")
+        s.viewers(1000)
+        s.wait(0.5)
+        if s.stats and s.sku_stats("hero").eta_s is not None:
+            etas.append(s.sku_stats("hero").eta_s)
+    # sold out; demand continues (cart adds, people asking) for three more minutes
+    for j in range(180):
+        s.cart("hero", user=f"c{j}")
+        s.chat("还有吗", user=f"q{j}")
+        s.viewers(1000)
+        s.wait(1)
+    cues = s.cues_of("push_stock")
+    assert [c.severity for c in cues] == ["warn", "critical"], [c.evidence for c in cues]
+    warn, out = cues
+    assert warn.evidence["eta_s"] <= Playbook().push_stock.eta_s
+    # the old "ETA halved" rule would have spoken again at least three times on the way down
+    assert min(e for e in etas if e > 0) <= warn.evidence["eta_s"] / 8
+    assert warn.evidence["stock"] >= 8
+    assert out.evidence["stock"] == 0 and out.ts > warn.ts
+    assert "已售罄" in out.headline and warn.cue_id != out.cue_id
+
+
+def test_a_released_batch_gets_one_warn_per_episode_and_a_restock_within_cooldown_stays_quiet() -> None:
+    cooldown = Playbook().push_stock.cooldown_ms
+    s = Show()
+    s.start()
+    s.on_air("hero")
+    s.stock("hero", 40)  # a 放单 batch: managed stock
+
+    def sell(n: int, tag: str) -> None:
+        for i in range(n):
+            s.order(f"{tag}{i}", "hero")
+            s.viewers(1000)
+            s.wait(0.5)
+
+    sell(40, "a")  # sells out in 20 s
+    first = s.cues_of("push_stock")
+    assert [c.severity for c in first] == ["warn"]  # the empty batch is release_orders' business
+    s.wait(5)
+    s.stock("hero", 30)  # restocked within the cooldown: a new episode, but quiet
+    sell(30, "b")
+    assert s.cues_of("push_stock") == first
+    assert s.t - first[0].ts < cooldown
+    s.wait(10)
+    s.stock("hero", 200)  # a big restock: selling out soon again only after ~70 s
+    sell(200, "c")
+    cues = s.cues_of("push_stock")
+    assert [c.severity for c in cues] == ["warn", "warn"]
+    assert cues[1].ts - cues[0].ts >= cooldown and cues[1].cue_id != cues[0].cue_id
+    assert all(c.severity != "critical" for c in cues)
+
+
+def test_a_sell_down_that_stalls_and_resumes_is_one_episode() -> None:
+    s = Show()
+    s.start(lineup=(LineupItem("hero", "面霜", "hero", 100, 60),))
     s.on_air("hero")
     for i in range(40):
         s.order(f"o{i}", "hero")
+        s.viewers(1000)
         s.wait(0.5)
-    # sold out; demand continues with cart adds
-    for j in range(20):
-        s.cart("hero", user=f"c{j}")
-        s.wait(1)
-    cues = s.cues_of("push_stock")
-    assert [c.severity for c in cues][:1] == ["warn"]
-    out = [c for c in cues if c.severity == "critical"]
-    assert len(out) == 1 and out[0].evidence["stock"] == 0
-    assert out[0].ts - cues[0].ts < Playbook().push_stock.cooldown_ms  # a worsening, not a repeat
-    assert len({c.cue_id for c in cues}) == len(cues)
-    # every re-fire within the cooldown is a worsening: ETA halved, or ran out
-    for a, b in zip(cues, cues[1:]):
-        assert b.evidence["stock"] == 0 or b.evidence["eta_s"] <= a.evidence["eta_s"] / 2 + 1e-3
+    assert len(s.cues_of("push_stock")) == 1
+    s.calm(10)  # a short lull (shorter than episode_end_ms): the ETA rises above eta_s
+    for i in range(20):
+        s.order(f"p{i}", "hero")
+        s.viewers(1000)
+        s.wait(0.5)
+    s.calm(20)
+    assert [c.severity for c in s.cues_of("push_stock")] == ["warn"]
 
 
 # ------------------------------------------------------------------ switch_to_traffic_driver
@@ -180,14 +234,140 @@ def test_release_orders_critical_when_missed_it_floods() -> None:
     s.start()
     s.on_air("hero")
     s.stock("hero", 0)
+    hold = s.t
     s.calm(10)
     for i in range(30):
         for j in range(2):
             s.chat("没抢到！！", user=f"m{i}-{j}")
         s.wait(1)
     cues = s.cues_of("release_orders")
-    assert cues and cues[-1].severity == "critical"
-    assert cues[-1].evidence["missed_per_min"] >= 10
+    assert [c.severity for c in cues] == ["critical"]
+    assert cues[0].evidence["missed_per_min"] >= 10
+    assert cues[0].ts - hold >= Playbook().release_orders.min_hold_ms
+
+
+def _selling(s: Show, seconds: int, intent_of_6: int, missed: bool = False) -> None:
+    """A selling room: 6 chats a second, ``intent_of_6`` of them purchase intent (多少钱 /
+    链接...: a normal selling room has ~1 in 6), a viewers sample and likes every second."""
+    plain = ["主播好美", "哈哈哈", "666", "好看", "支持", "爱了"]
+    intent = ["多少钱", "链接在哪", "怎么买", "上车", "还有吗", "要了"]
+    for sec in range(seconds):
+        s.viewers(1000, 10, 10)
+        for j in range(6):
+            if j < intent_of_6:
+                text = "没抢到" if missed and j == 0 else intent[(sec + j) % 6]
+            else:
+                text = plain[(sec + j) % 6]
+            s.chat(text, user=f"u{(sec * 6 + j) % 500}")
+        s.like(3)
+        s.wait(1)
+
+
+@pytest.mark.parametrize("selling_first", [True, False])
+def test_release_orders_stays_quiet_on_baseline_level_intent_during_a_hold(
+        selling_first: bool) -> None:
+    s = Show()
+    s.start()
+    s.on_air("hero")
+    if selling_first:
+        _selling(s, 90, intent_of_6=1)  # the session's own baseline: 1 in 6 chats
+    s.stock("hero", 0)  # 憋单, but the chat goes on as before
+    _selling(s, 180, intent_of_6=1)
+    assert s.cues_of("release_orders") == []
+    # ...although the share is above the absolute floor that used to fire at once
+    assert s.last_stats().intent_share >= Playbook().release_orders.min_intent_share
+
+
+@pytest.mark.parametrize("base,hold,fires", [(1, 1, False), (1, 2, True), (2, 2, False),
+                                             (2, 4, True)])
+def test_release_orders_fires_when_intent_builds_above_the_sessions_own_baseline(
+        base: int, hold: int, fires: bool) -> None:
+    ro = Playbook().release_orders
+    s = Show()
+    s.start()
+    s.on_air("hero")
+    _selling(s, 90, intent_of_6=base)
+    s.stock("hero", 0)
+    t_hold = s.t
+    _selling(s, 120, intent_of_6=hold)
+    cues = s.cues_of("release_orders")
+    if not fires:
+        assert cues == []
+        return
+    assert len(cues) == 1
+    c = cues[0]
+    ev = c.evidence
+    assert c.severity == "warn" and c.sku_id == "hero" and ev["held"] is True
+    assert ev["baseline_intent_share"] == pytest.approx(base / 6, abs=0.01)
+    assert ev["required_intent_share"] == pytest.approx(ro.intent_vs_baseline * base / 6,
+                                                        abs=0.01)
+    assert ev["intent_share"] >= ev["required_intent_share"]
+    assert ev["held_s"] >= ro.min_hold_ms / 1000 and c.ts - t_hold >= ro.min_hold_ms
+    assert c.ts - t_hold < ro.min_hold_ms + 10_000  # as soon as the buckets since show it
+    assert f"平时{round(100 * ev['baseline_intent_share'])}%" in c.detail
+
+
+def test_release_orders_never_fires_within_the_minimum_hold_however_hot_the_chat() -> None:
+    ro = Playbook().release_orders
+    s = Show()
+    s.start()
+    s.on_air("hero")
+    _selling(s, 90, intent_of_6=1)
+    s.stock("hero", 0)
+    t_hold = s.t
+    for sec in range(60):  # demand floods at once: intent, 没抢到, cart adds
+        s.viewers(1000)
+        for j in range(4):
+            s.chat(("没抢到", "链接", "怎么买", "上车")[j], user=f"h{sec}-{j}")
+        s.cart("hero", user=f"k{sec}")
+        s.wait(0.5)
+    cues = s.cues_of("release_orders")
+    assert len(cues) == 1
+    c = cues[0]
+    assert c.ts - t_hold >= ro.min_hold_ms
+    assert c.ts - t_hold < ro.min_hold_ms + 1000  # at the first event once the hold is long enough
+    assert c.severity == "critical" and c.evidence["missed_per_min"] >= ro.critical_missed_per_min
+
+
+def test_release_orders_on_cart_adds_to_an_empty_link_but_not_on_the_carts_before_it() -> None:
+    ro = Playbook().release_orders
+    s = Show()
+    s.start()
+    s.on_air("hero")
+    s.stock("gift", 20)  # a 福利 batch, off air: bought from the link, no chat about it
+    for i in range(20):
+        s.cart("gift", user=f"a{i}")
+        s.cart("gift", user=f"b{i}")
+        s.order(f"g{i}", "gift")
+        s.wait(0.5)
+    assert s.state is not None and s.state.skus[s.state.sku_index["gift"]].stock == 0
+    t_out = s.t
+    s.calm(60)  # nobody adds it any more: the minute's cart rate (40 before) is stale demand
+    assert s.cues_of("release_orders") == []
+    for i in range(10):  # they start adding the empty link to their carts: 12 a minute
+        s.cart("gift", user=f"late{i}")
+        s.calm(5)
+    cues = s.cues_of("release_orders")
+    assert len(cues) == 1 and cues[0].sku_id == "gift"
+    assert cues[0].evidence["cart_adds_per_min"] >= ro.min_cart_adds_per_min
+    assert cues[0].ts - t_out >= 60_000 and cues[0].evidence["held"] is False
+
+
+def test_the_intent_baseline_leaves_out_holds_and_sell_outs() -> None:
+    s = Show()
+    s.start()
+    s.on_air("hero")
+    _selling(s, 70, intent_of_6=1)
+    s.stock("hero", 0)
+    _selling(s, 60, intent_of_6=5, missed=True)  # a hot hold...
+    s.stock("hero", 50)
+    _selling(s, 70, intent_of_6=1)
+    s.stock("hero", 0)
+    t_hold = s.t
+    _selling(s, 60, intent_of_6=3)
+    c = s.cues_of("release_orders")[-1]
+    assert c.ts > t_hold
+    assert c.evidence["baseline_intent_share"] == pytest.approx(1 / 6, abs=0.015)  # ...not in it
 
 
 def test_released_stock_ends_the_release_episode() -> None:
@@ -466,6 +646,19 @@ def test_continuing_after_a_dump_load_round_trip_gives_the_same_cues() -> None:
         rest = step_many(restored, events[cut:], pb)
         assert first.cues + rest.cues == [c for c, _, _ in a.cues]
         assert first.stats + rest.stats == a.stats
+
+
+def test_a_dump_from_before_the_intent_baseline_still_loads() -> None:
+    import orjson
+
+    a = _script()
+    doc = orjson.loads(dump_state(a.state))
+    old = doc[:33]  # no baseline counters, SKUs without zero_since
+    old[16] = [sku[:9] for sku in old[16]]
+    st = load_state(orjson.dumps(old))
+    assert (st.base_chat, st.base_ms, st.base_skip_b) == (0, 0, -1)
+    assert all(k.zero_since == 0 for k in st.skus)
+    assert [k.stock for k in st.skus] == [k.stock for k in a.state.skus]  # type: ignore[union-attr]
 
 
 def test_push_stock_threshold_comes_from_the_playbook() -> None:

@@ -95,6 +95,9 @@ def test_missed_it_is_counted_on_its_own_and_weighs_more() -> None:
     s.stock("hero", 0)
     s.wait(0.5)
     s.chat("主播好", user="a")
+    s.wait(21)  # past release_orders.min_hold_ms
+    s.chat("主播好", user="a")
+    assert s.cues == []
     s.chat("没抢到", user="b")
     cue = s.cues_of("release_orders")[0]  # an intent chat re-checks the held on-air SKU at once
     assert cue.ts == s.t

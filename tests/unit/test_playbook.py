@@ -62,6 +62,18 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
     ('[bounds]\nmax_orders = 10\n', "bounds.max_orders", 2, "at least 100"),
     ('[tier]\nbaseline = "sometimes"\n', "tier.baseline", 2, "session or absolute"),
     ('windows = 3\n', "windows", 1, "must be a table"),
+    ('[release_orders]\nmin_hold_ms = -1\n', "release_orders.min_hold_ms", 2, "at least 0"),
+    ('[release_orders]\nmin_hold_ms = 20.5\n', "release_orders.min_hold_ms", 2,
+     "must be an integer"),
+    ('[release_orders]\nintent_vs_baseline = 0.5\n', "release_orders.intent_vs_baseline", 2,
+     "at least 1.0"),
+    ('[release_orders]\nbaseline_intent_share = 1.5\n', "release_orders.baseline_intent_share",
+     2, "at most 1.0"),
+    ('[release_orders]\n\nbaseline_min_ms = "1m"\n', "release_orders.baseline_min_ms", 3,
+     "must be an integer"),
+    # A falling ETA no longer re-fires push_stock: the old knob is gone, and saying so beats
+    # silently ignoring it.
+    ('[push_stock]\nworsen_factor = 2.0\n', "push_stock.worsen_factor", 2, "unknown key"),
 ])
 def test_bad_file_errors_name_file_line_and_key(tmp_path: Path, text: str, key: str, line: int,
                                                 msg: str) -> None:
@@ -90,6 +102,19 @@ def test_partial_file_keeps_defaults_for_the_rest(tmp_path: Path) -> None:
     assert pb.texts["en"]["unpaid_orders"].headline == "Pay up!"
     assert pb.texts["en"]["unpaid_orders"].detail == Playbook().texts["en"]["unpaid_orders"].detail
     assert pb.tier == Playbook().tier
+
+
+def test_release_orders_hold_and_baseline_keys_load_and_overlay(tmp_path: Path) -> None:
+    d = Playbook().release_orders
+    assert (d.min_hold_ms, d.intent_vs_baseline, d.baseline_intent_share, d.baseline_min_ms) == (
+        20_000, 1.5, 0.16, 60_000)
+    p = _write(tmp_path, "p.toml", "[release_orders]\nmin_hold_ms = 45000\n"
+               "intent_vs_baseline = 2\nbaseline_intent_share = 0.2\n")
+    pb = load_playbook(p)
+    ro = pb.release_orders
+    assert ro.min_hold_ms == 45_000 and ro.intent_vs_baseline == 2.0
+    assert isinstance(ro.intent_vs_baseline, float) and ro.baseline_intent_share == 0.2
+    assert ro.baseline_min_ms == d.baseline_min_ms and ro.min_intent_share == d.min_intent_share
 
 
 def test_lexicon_from_the_playbook_drives_intent_matching() -> None:
