@@ -177,7 +177,7 @@ def decode_event(
             raise InvalidEvent("key: not valid UTF-8", "key") from None
         if skey != args[1]:
             raise InvalidEvent("key: Kafka key disagrees with room_id", "key")
-    return EVENT_CLASSES[etype](*args)  # type: ignore[arg-type]
+    return EVENT_CLASSES[etype](*args)
 
 
 _ACK_CHECKS: Final = (
