@@ -12,6 +12,8 @@ import os
 import sys
 from types import ModuleType
 
+import prometheus_client
+
 from schemas.errors import ConfigError, LiveCueError
 
 from . import __version__
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"livecue {args.command}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
+    # One series per metric: no `*_created` gauges doubling every counter and histogram.
+    prometheus_client.disable_created_metrics()
     try:
         return int(modules[args.command].run(args, settings) or 0)
     except KeyboardInterrupt:
