@@ -174,4 +174,11 @@ def test_cli_prints_cues_with_times_and_compares_two_playbook_files(tmp_path: Pa
         assert c.cue_id in out
     cmp_doc = orjson.loads(_cli(str(show), "--compare", str(tuned), "--json"))
     assert [c["cue_id"] for c in cmp_doc["only_a"]] == [c.cue_id for c in diff.only_a]
-    assert cmp_doc["b"]["kinds"].get("push_stock", 0) < cmp_doc["a"]["kinds"]["push_stock"]
+    # The tweak shows in what fires: every "selling out" warning under B quotes an ETA within
+    # 10 s, while A warned earlier, at ETAs the tuned playbook no longer considers urgent.
+    def warn_etas(result: object) -> list[float]:
+        return [c.evidence["eta_s"] for c in result.cues  # type: ignore[attr-defined]
+                if c.kind == "push_stock" and c.severity == "warn"]
+
+    assert warn_etas(b) and all(eta <= 10.0 for eta in warn_etas(b))
+    assert any(eta > 10.0 for eta in warn_etas(expected))
