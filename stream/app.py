@@ -77,22 +77,27 @@ class WorkerApp:
     def _update_caught_up(self) -> None:
         consumer = self.app.consumer
         committed = getattr(consumer, "_committed_offset", {})
+        try:
+            client = consumer._thread._ensure_consumer()  # the aiokafka consumer Faust drives
+        except Exception:
+            client = None
         for tp in consumer.assignment():
             if tp.topic not in INPUT_TOPICS:
                 continue
             try:
                 hw = consumer.highwater(tp)
+                polled = client.last_poll_timestamp(tp) if client is not None else None
             except Exception:
-                hw = None
-            if hw is None:
-                caught = False
-                lag = 0
-            else:
+                hw = polled = None
+            at: int | None = None
+            lag = 0
+            if hw is not None:
                 last = self.last_pushed.get(tp)
                 pos = last + 1 if last is not None else committed.get(tp)
-                caught = hw == 0 or (pos is not None and pos >= hw)
+                if hw == 0 or (pos is not None and pos >= hw):
+                    at = polled if polled is not None else None
                 lag = max(0, hw - (pos or 0))
-            self.processor.mark_caught_up(tp.topic, tp.partition, caught)
+            self.processor.mark_caught_up(tp.topic, tp.partition, at)
             self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     async def pump(self, force_flush: bool = False) -> None:
@@ -102,7 +107,8 @@ class WorkerApp:
         try:
             self._update_caught_up()
             now = time.monotonic()
-            out = self.processor.release(int(now * 1000), int(time.time() * 1000))
+            wall_ms = int(time.time() * 1000)
+            out = self.processor.release(wall_ms, wall_ms)
             if out:
                 await self._send(out)
             if force_flush or now - self.last_flush >= self.settings.commit_interval_s / 2:
@@ -153,8 +159,7 @@ class WorkerApp:
     async def ingest(self, events: list[Any]) -> None:
         assignment = self.app.consumer.assignment()
         now = time.monotonic()
-        now_ms = int(now * 1000)
-        wall_ms = int(time.time() * 1000)
+        wall_ms = now_ms = int(time.time() * 1000)
         dls = []
         for ev in events:
             msg = ev.message

@@ -10,8 +10,8 @@ sends, table writes and acks it asks for) and the pure core. It owns, per input 
   last commit and the last state flush) is skipped: the state's effects are exactly-once even
   though delivery is at-least-once, and the restored state equals a recomputation.
 
-Nothing here reads a clock: the caller passes ``now_ms`` (processing time, for the bounded wait
-only). Nothing here does I/O. A record's *handle* is opaque (the Faust event); handles come back
+Nothing here reads a clock: the caller passes ``now_ms`` (processing time in wall-clock ms, the
+clock the consumer stamps its polls with; used for the bounded wait only). Nothing here does I/O. A record's *handle* is opaque (the Faust event); handles come back
 from :meth:`flush` once everything they caused has been handed out, and only then may the caller
 ack them — so Faust never commits an offset whose effects are not in the table and the outputs.
 """
@@ -147,8 +147,9 @@ class Processor:
         self._aligner(partition).push(event.room_id, topic, offset, event.ts, rec, now_ms)
         return None
 
-    def mark_caught_up(self, topic: str, partition: int, caught_up: bool) -> None:
-        self._aligner(partition).mark_caught_up(topic, caught_up)
+    def mark_caught_up(self, topic: str, partition: int, at_ms: int | None) -> None:
+        """A poll at ``at_ms`` found ``topic``'s ``partition`` fully read (None: it is not)."""
+        self._aligner(partition).mark_caught_up(topic, at_ms)
 
     # -- processing --------------------------------------------------------------------------
 

@@ -75,8 +75,8 @@ class Aligner:
     its topic); ``pop_ready(now_ms)`` returns the payloads that may be released, in order.
     A topic's *frontier* is the largest effective ts seen on it. An event is ready when every
     topic's frontier has reached its effective ts (no earlier event can still arrive); or, if the
-    topics behind are all caught up (``mark_caught_up``: position == end offset), once it has
-    waited ``grace_ms``; or, if some topic behind still has unread records, once it has waited
+    topics behind are all caught up (``mark_caught_up``: a poll made after the event arrived found
+    position == end offset), once it has waited ``grace_ms``; or, if some topic behind still has unread records, once it has waited
     ``max_idle_ms``. Catching up therefore releases in canonical order unless a topic stalls for
     longer than ``max_idle_ms``, and live traffic waits at most ``grace_ms`` for a quiet topic.
     """
@@ -86,7 +86,7 @@ class Aligner:
         self.max_idle_ms = max_idle_ms
         self.grace_ms = min(grace_ms, max_idle_ms)
         self._frontier: dict[str, int] = {t: -1 for t in self.topics}
-        self._caught_up: dict[str, bool] = {t: False for t in self.topics}
+        self._caught_up: dict[str, int] = {t: -1 for t in self.topics}
         self._room_frontier: dict[tuple[str, str], int] = {}
         self._heap: list[Pending] = []
 
@@ -106,9 +106,10 @@ class Aligner:
         for t in self.topics:
             self._room_frontier.pop((room, t), None)
 
-    def mark_caught_up(self, topic: str, caught_up: bool = True) -> None:
-        """Tell the aligner ``topic`` has nothing more to read right now (position == end)."""
-        self._caught_up[topic] = caught_up
+    def mark_caught_up(self, topic: str, at_ms: int | None) -> None:
+        """Tell the aligner that a poll at ``at_ms`` found nothing more to read on ``topic``
+        (position == end offset); ``None``: it has unread records."""
+        self._caught_up[topic] = -1 if at_ms is None else at_ms
 
     def _blocking(self, key: tuple[int, int, int]) -> list[str]:
         """Topics that could still deliver an event ordered before ``key``.
@@ -131,8 +132,11 @@ class Aligner:
             waited = now_ms - head.arrived_ms
             blocking = self._blocking(head.key)
             if blocking:
-                if all(self._caught_up[t] for t in blocking):
-                    limit = self.grace_ms  # quiet topics: only records still in flight can come
+                arrived = head.arrived_ms
+                if all(self._caught_up[t] >= arrived for t in blocking):
+                    # quiet topics, confirmed by a poll after this event arrived: only records
+                    # still in flight from producers can come
+                    limit = self.grace_ms
                 else:
                     limit = self.max_idle_ms  # a topic with unread records: wait, bounded
                 if waited < limit:

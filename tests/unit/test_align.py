@@ -45,9 +45,17 @@ def test_caught_up_topics_do_not_hold_events_after_grace() -> None:
     a.push("r", "live.chat", 0, 100, "chat", now_ms=0)
     for t in TOPICS:
         if t != "live.chat":
-            a.mark_caught_up(t)
+            a.mark_caught_up(t, at_ms=-5)  # a poll from before the event arrived proves nothing
+    assert a.pop_ready(now_ms=150) == []
+    for t in TOPICS:
+        if t != "live.chat":
+            a.mark_caught_up(t, at_ms=20)
     assert a.pop_ready(now_ms=50) == []  # grace for records still in flight
     assert a.pop_ready(now_ms=100) == ["chat"]
+    a.push("r", "live.chat", 1, 200, "chat2", now_ms=100)
+    a.mark_caught_up("live.likes", None)  # likes has unread records again: wait up to max idle
+    assert a.pop_ready(now_ms=300) == []
+    assert a.pop_ready(now_ms=1100) == ["chat2"]
 
 
 @st.composite
