@@ -109,6 +109,9 @@ class WorkerApp:
             now = time.monotonic()
             wall_ms = int(time.time() * 1000)
             out = self.processor.release(wall_ms, wall_ms)
+            for topic, n in self.processor.take_forced().items():
+                self.metrics.forced.labels(topic).inc(n)
+                log.warning("aligner wait bound reached", extra={"waited_for": topic, "events": n})
             if out:
                 await self._send(out)
             if force_flush or now - self.last_flush >= self.settings.commit_interval_s / 2:

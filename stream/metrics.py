@@ -49,6 +49,11 @@ class WorkerMetrics:
             ["topic", "partition"], registry=registry)
         self.since_commit = Gauge(
             "livecue_seconds_since_last_commit", "Seconds since this worker last committed offsets.", registry=registry)
+        self.forced = Counter(
+            "livecue_aligner_forced_total",
+            "Events released after max_task_idle_ms while a topic they waited for still had unread "
+            "records (order across topics may differ from a replay), by that topic.",
+            ["topic"], registry=registry)
         self.pending = Gauge(
             "livecue_aligner_pending", "Events waiting in the cross-topic aligner.", registry=registry)
 

@@ -204,13 +204,13 @@ class Processor:
             if result.rejected:
                 by_event = {id(r.event): r for r in fresh}
                 for ev, reason in result.rejected:
-                    rec = by_event.get(id(ev))
-                    if rec is None:
+                    bad = by_event.get(id(ev))
+                    if bad is None:
                         continue
                     if m:
-                        m.deadletter(rec.topic, reason_code(reason))
+                        m.deadletter(bad.topic, reason_code(reason))
                     out.deadletters.append(DeadLetter.of(
-                        rec.topic, rec.partition, rec.offset, rec.key, rec.value, reason, None, wall_ms
+                        bad.topic, bad.partition, bad.offset, bad.key, bad.value, reason, None, wall_ms
                     ))
             self._released_handles.extend(r.handle for r in fresh)
 
@@ -243,6 +243,15 @@ class Processor:
         return dropped
 
     # -- introspection -----------------------------------------------------------------------
+
+    def take_forced(self) -> dict[str, int]:
+        """Events released by the max-idle bound since the last call, by the topic waited for."""
+        out: dict[str, int] = {}
+        for a in self._aligners.values():
+            for t, n in a.forced.items():
+                out[t] = out.get(t, 0) + n
+            a.forced.clear()
+        return out
 
     def pending(self) -> int:
         return sum(len(a) for a in self._aligners.values())

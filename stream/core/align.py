@@ -89,6 +89,8 @@ class Aligner:
         self._caught_up: dict[str, int] = {t: -1 for t in self.topics}
         self._room_frontier: dict[tuple[str, str], int] = {}
         self._heap: list[Pending] = []
+        #: events released by the max-idle bound while a topic still had unread records, by topic
+        self.forced: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -141,6 +143,10 @@ class Aligner:
                     limit = self.max_idle_ms  # a topic with unread records: wait, bounded
                 if waited < limit:
                     break
+                if limit == self.max_idle_ms:
+                    for t in blocking:
+                        if self._caught_up[t] < arrived:
+                            self.forced[t] = self.forced.get(t, 0) + 1
             out.append(heapq.heappop(heap).payload)
         return out
 

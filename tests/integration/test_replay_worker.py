@@ -118,7 +118,10 @@ async def test_replayed_recording_through_the_worker_gives_the_backtest_cues(
             worker.kill()
             worker.wait()
     log = (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
-    assert set(got) == {c.cue_id for c in expected.cues}, log
+    want = {c.cue_id: c for c in expected.cues}
+    diff = [f"missing {c.room_id} {c.kind} {c.sku_id} ts={c.ts}" for i, c in want.items() if i not in got]
+    diff += [f"extra {v['room_id']} {v['kind']} {v['sku_id']} ts={v['ts']}" for i, v in got.items() if i not in want]
+    assert set(got) == set(want), "\n".join(diff) + "\n" + log
     for c in expected.cues:  # same event time and decision, whatever the wall-clock speed
         w = got[c.cue_id]
         assert (w["ts"], w["kind"], w["sku_id"], w["target_sku_id"], w["severity"]) == (
