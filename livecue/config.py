@@ -136,7 +136,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web_host", _str, "127.0.0.1", "address Faust's own web server binds to"),
     Setting("fetch_max_wait_ms", _int_range(1, 5000), "20", "longest a fetch waits for data (Faust hard-codes 1500)"),
     Setting("linger_ms", _int_range(0, 1000), "20", "producer linger: batches sends (1 ms overloads Tansu)"),
-    Setting("max_task_idle_ms", _int_range(0, 600000), "5000", "longest an event waits for an input topic that still has unread records (cross-topic alignment; quiet, caught-up topics are waited for only 100 ms)"),
+    Setting("max_task_idle_ms", _int_range(0, 600000), "5000", "longest an event waits for an input topic that still has unread records (cross-topic alignment)"),
+    Setting("align_grace_ms", _int_range(0, 60000), "100", "how long an event waits for quiet, caught-up input topics (records still in flight from producers); raise it for exact replays at --speed max"),
     Setting("commit_interval_s", _float_range(0.05, 60.0), "1.0", "seconds between offset commits / state flushes"),
     Setting("session_timeout_s", _float_range(1.0, 300.0), "10", "consumer group session timeout"),
     Setting("heartbeat_interval_s", _float_range(0.1, 60.0), "1", "consumer group heartbeat interval"),
@@ -172,6 +173,7 @@ class Settings:
     fetch_max_wait_ms: int = 20
     linger_ms: int = 20
     max_task_idle_ms: int = 5000
+    align_grace_ms: int = 100
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0
     heartbeat_interval_s: float = 1.0

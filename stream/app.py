@@ -234,7 +234,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         return bytes(value) if value is not None else None
 
     processor = Processor(
-        playbooks.for_room, load_room, settings.max_task_idle_ms, grace_ms=100, metrics=metrics
+        playbooks.for_room, load_room, settings.max_task_idle_ms,
+        grace_ms=settings.align_grace_ms, metrics=metrics
     )
     worker = WorkerApp(app, settings, processor, metrics, playbooks, table, topics)
 

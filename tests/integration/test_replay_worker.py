@@ -34,6 +34,10 @@ def _env(broker: EmbeddedBroker, uid: str, tmp_path: Path) -> dict[str, str]:
         "LIVECUE_REBALANCE_TIMEOUT_S": "3", "LIVECUE_SESSION_TIMEOUT_S": "6",
         "LIVECUE_HEARTBEAT_INTERVAL_S": "0.5", "LIVECUE_COMMIT_INTERVAL_S": "0.2",
         "LIVECUE_LOG_FORMAT": "text", "LIVECUE_WORKER_ID": f"replay-{uid}", "PYTHONUNBUFFERED": "1",
+        # A max-speed replay squeezes minutes of show into a second: records of one moment reach
+        # the broker up to a few hundred ms apart on a loaded machine. An exact replay waits that
+        # long for quiet topics (live traffic keeps the 100 ms default).
+        "LIVECUE_ALIGN_GRACE_MS": "1500",
     })
     return env
 
