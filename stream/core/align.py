@@ -32,6 +32,7 @@ from schemas.events import INPUT_TOPICS
 __all__ = ["TOPIC_RANK", "order_key", "canonical_order", "Aligner", "Pending"]
 
 TOPIC_RANK: Final[dict[str, int]] = {t: i for i, t in enumerate(INPUT_TOPICS)}
+_NEVER: Final = -(2**63)  # frontier of a topic a room has not shown yet
 
 
 def order_key(ts: int, topic: str, seq: int) -> tuple[int, int, int]:
@@ -64,7 +65,7 @@ class Pending:
 
     key: tuple[int, int, int]
     arrived_ms: int = field(compare=False)
-    topic: str = field(compare=False)
+    room: str = field(compare=False)
     payload: Any = field(compare=False)
 
 
@@ -73,8 +74,9 @@ class Aligner:
 
     ``push(room, topic, offset, ts, payload, now_ms)`` adds a record (``offset`` orders it within
     its topic); ``pop_ready(now_ms)`` returns the payloads that may be released, in order.
-    A topic's *frontier* is the largest effective ts seen on it. An event is ready when every
-    topic's frontier has reached its effective ts (no earlier event can still arrive); or, if the
+    A room's *frontier* on a topic is the effective ts of its latest event there. An event is
+    ready when the room's frontier on every topic has reached its effective ts (no earlier event
+    of the room can still arrive); or, if the
     topics behind are all caught up (``mark_caught_up``: a poll made after the event arrived found
     position == end offset), once it has waited ``grace_ms``; or, if some topic behind still has unread records, once it has waited
     ``max_idle_ms``. Catching up therefore releases in canonical order unless a topic stalls for
@@ -85,7 +87,6 @@ class Aligner:
         self.topics = tuple(topics)
         self.max_idle_ms = max_idle_ms
         self.grace_ms = min(grace_ms, max_idle_ms)
-        self._frontier: dict[str, int] = {t: -1 for t in self.topics}
         self._caught_up: dict[str, int] = {t: -1 for t in self.topics}
         self._room_frontier: dict[tuple[str, str], int] = {}
         self._heap: list[Pending] = []
@@ -99,9 +100,7 @@ class Aligner:
         rk = (room, topic)
         eff = max(ts, self._room_frontier.get(rk, ts))
         self._room_frontier[rk] = eff
-        heapq.heappush(self._heap, Pending(order_key(eff, topic, offset), now_ms, topic, payload))
-        if eff > self._frontier.get(topic, -1):
-            self._frontier[topic] = eff
+        heapq.heappush(self._heap, Pending(order_key(eff, topic, offset), now_ms, room, payload))
 
     def forget_room(self, room: str) -> None:
         """Drop a room's per-topic frontiers (bounded memory once a room goes quiet)."""
@@ -113,18 +112,25 @@ class Aligner:
         (position == end offset); ``None``: it has unread records."""
         self._caught_up[topic] = -1 if at_ms is None else at_ms
 
-    def _blocking(self, key: tuple[int, int, int]) -> list[str]:
-        """Topics that could still deliver an event ordered before ``key``.
+    def _blocking(self, head: Pending) -> list[str]:
+        """Topics on which the head's room could still deliver an event ordered before it.
 
-        A topic with frontier ``f`` can only deliver effective ts ≥ ``f``; at ``f == ts`` it can
-        still deliver ``(ts, its rank)``, which sorts first if its rank is lower.
+        The room's next event on a topic has an effective ts ≥ the room's frontier there (its
+        latest effective ts on that topic); at ``f == ts`` it can still deliver ``(ts, its
+        rank)``, which sorts first if its rank is lower. A topic the room has not shown yet
+        blocks too. Frontiers are the room's own, never the partition's: rooms on a partition
+        need not share a clock (a replay of last night's show beside live rooms).
         """
-        ts, rank = key[0], key[1]
+        ts, rank = head.key[0], head.key[1]
         rank_of = TOPIC_RANK
-        return [
-            t for t, f in self._frontier.items()
-            if f < ts or (f == ts and rank_of.get(t, 99) < rank)
-        ]
+        rf = self._room_frontier
+        room = head.room
+        out = []
+        for t in self.topics:
+            f = rf.get((room, t), _NEVER)
+            if f < ts or (f == ts and rank_of.get(t, 99) < rank):
+                out.append(t)
+        return out
 
     def pop_ready(self, now_ms: int) -> list[Any]:
         out = []
@@ -132,7 +138,7 @@ class Aligner:
         while heap:
             head = heap[0]
             waited = now_ms - head.arrived_ms
-            blocking = self._blocking(head.key)
+            blocking = self._blocking(head)
             if blocking:
                 arrived = head.arrived_ms
                 if all(self._caught_up[t] >= arrived for t in blocking):

@@ -86,3 +86,36 @@ def test_any_arrival_interleaving_releases_canonical_order(
     released += a.drain()
     expected = canonical_order([(t, ts, label) for t, _o, ts, label in events])
     assert released == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(a=per_topic_streams(), b=per_topic_streams(), shift=st.integers(-100, 100), data=st.data())
+def test_rooms_with_unrelated_clocks_each_get_their_canonical_order(
+    a: list[tuple[str, int, int, str]], b: list[tuple[str, int, int, str]], shift: int,
+    data: st.DataObject,
+) -> None:
+    # Two rooms share the partition; room B's clock is shifted (a replay beside a live room).
+    rooms = {"A": a, "B": [(t, o, ts + shift, label) for t, o, ts, label in b]}
+    # Each topic delivers both rooms' records interleaved arbitrarily, each room in its own order.
+    queues: dict[str, list[tuple[str, int, str]]] = {}
+    for t in TOPICS:
+        qa = [("A", ts, f"A:{lab}") for tt, _o, ts, lab in rooms["A"] if tt == t]
+        qb = [("B", ts, f"B:{lab}") for tt, _o, ts, lab in rooms["B"] if tt == t]
+        merged = []
+        while qa or qb:
+            src = qa if (qa and (not qb or data.draw(st.booleans()))) else qb
+            merged.append(src.pop(0))
+        queues[t] = merged
+    al = Aligner(TOPICS, max_idle_ms=10**9, grace_ms=10**9)
+    offsets = {t: 0 for t in TOPICS}
+    released: list[str] = []
+    while any(queues.values()):
+        t = data.draw(st.sampled_from([t for t in TOPICS if queues[t]]))
+        room, ts, label = queues[t].pop(0)
+        al.push(room, t, offsets[t], ts, label, now_ms=0)
+        offsets[t] += 1
+        released += al.pop_ready(now_ms=0)
+    released += al.drain()
+    for name, evs in rooms.items():
+        mine = [x for x in released if x.startswith(name + ":")]
+        assert mine == [f"{name}:{lab}" for lab in canonical_order([(t, ts, lab) for t, _o, ts, lab in evs])]
