@@ -26,7 +26,9 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from schemas.errors import BrokerError
 from schemas.events import ALL_TOPICS
 
-__all__ = ["EmbeddedBroker", "create_topics", "wait_ready", "free_port", "tansu_binary"]
+__all__ = [
+    "EmbeddedBroker", "create_topics", "topic_partitions", "wait_ready", "free_port", "tansu_binary",
+]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,20 @@ async def create_topics(
             except TopicAlreadyExistsError:
                 pass  # a concurrent creator won the race: fine
         return wanted
+    finally:
+        await admin.close()
+
+
+async def topic_partitions(bootstrap: str, topics: Iterable[str], timeout: float = 20.0) -> dict[str, int]:
+    """Partition count of each existing topic among ``topics`` (missing ones are left out)."""
+    await wait_ready(bootstrap, timeout)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    await admin.start()
+    try:
+        wanted = list(topics)
+        existing = set(await admin.list_topics())
+        described = await admin.describe_topics([t for t in wanted if t in existing])
+        return {d["topic"]: len(d["partitions"]) for d in described if not d.get("error_code")}
     finally:
         await admin.close()
 

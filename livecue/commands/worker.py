@@ -8,8 +8,10 @@ import logging
 import os
 import socket
 
-from livecue.broker import create_topics
+from livecue.broker import create_topics, topic_partitions
 from livecue.config import Settings
+from schemas.errors import ConfigError
+from schemas.events import INPUT_TOPICS
 from livecue.metrics import serve_metrics
 
 NAME = "worker"
@@ -29,6 +31,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not create missing contract topics at start-up")
 
 
+def _input_partitions(settings: Settings) -> int:
+    """The input topics' common partition count; the state table must be co-partitioned with it.
+
+    A room's events meet on one worker only if every input topic has the same partition count.
+    """
+    counts = asyncio.run(topic_partitions(settings.broker, INPUT_TOPICS))
+    missing = [t for t in INPUT_TOPICS if t not in counts]
+    if missing:
+        raise ConfigError(f"input topics missing on {settings.broker_url}: {', '.join(missing)} "
+                          "(create them with `livecue topics`)")
+    if len(set(counts.values())) != 1:
+        shown = ", ".join(f"{t}={n}" for t, n in counts.items())
+        raise ConfigError(f"input topics must share one partition count, got {shown}")
+    n = next(iter(counts.values()))
+    if n != settings.partitions:
+        log.info("using the input topics' partition count", extra={"partitions": n, "setting": settings.partitions})
+    return n
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
@@ -38,6 +59,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.replace(worker_id=f"{socket.gethostname()}-{os.getpid()}")
     if not args.no_create_topics:
         asyncio.run(create_topics(settings.broker, settings.partitions))
+    settings = settings.replace(partitions=_input_partitions(settings))
     worker_app = create_app(settings)  # a bad playbook fails here, naming file and key
     _server, port = serve_metrics(worker_app.metrics.registry, settings.metrics_host, settings.metrics_port)
     print(f"metrics: http://{settings.metrics_host}:{port}/metrics", flush=True)

@@ -245,3 +245,22 @@ async def _changelog_last(broker: EmbeddedBroker, topic: str, rooms: list[str]) 
         return last
     finally:
         await c.stop()
+
+
+def test_worker_refuses_input_topics_with_different_partition_counts(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from schemas.events import INPUT_TOPICS
+
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as b:
+        asyncio.run(create_topics(b.bootstrap, 3, INPUT_TOPICS[:-1]))
+        asyncio.run(create_topics(b.bootstrap, 2, INPUT_TOPICS[-1:]))
+        done = subprocess.run(
+            [sys.executable, "-m", "livecue.cli", "worker", "--broker", b.url, "--no-create-topics",
+             "--metrics-port", "0", "--data-dir", str(tmp_path / "data")],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode == 1
+    assert "input topics must share one partition count" in done.stderr
+    assert "live.orders=2" in done.stderr
