@@ -139,9 +139,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_task_idle_ms", _int_range(0, 600000), "5000", "longest an event waits for an input topic that still has unread records (cross-topic alignment)"),
     Setting("align_grace_ms", _int_range(0, 60000), "100", "how long an event waits for quiet, caught-up input topics (records still in flight from producers); raise it for exact replays at --speed max"),
     Setting("commit_interval_s", _float_range(0.05, 60.0), "1.0", "seconds between offset commits / state flushes"),
-    Setting("session_timeout_s", _float_range(1.0, 300.0), "10", "consumer group session timeout"),
+    Setting("session_timeout_s", _float_range(1.0, 300.0), "6", "consumer group session timeout: how fast a dead worker's partitions move to another (restart to cues ≈ this + rebalance + recovery)"),
     Setting("heartbeat_interval_s", _float_range(0.1, 60.0), "1", "consumer group heartbeat interval"),
-    Setting("rebalance_timeout_s", _float_range(1.0, 300.0), "6", "consumer group rebalance timeout (Tansu waits this long before a group forms)"),
+    Setting("rebalance_timeout_s", _float_range(1.0, 300.0), "4", "consumer group rebalance timeout (Tansu waits this long before a group forms)"),
     Setting("stats_interval_ms", _int_range(100, 60000), "1000", "event-time interval between room_stats snapshots"),
     Setting("gateway_host", _str, "127.0.0.1", "address the websocket gateway binds to"),
     Setting("gateway_port", _int_range(0, 65535), "8765", "port of the websocket gateway (screens, /metrics, /healthz)"),
@@ -175,9 +175,9 @@ class Settings:
     max_task_idle_ms: int = 5000
     align_grace_ms: int = 100
     commit_interval_s: float = 1.0
-    session_timeout_s: float = 10.0
+    session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 1.0
-    rebalance_timeout_s: float = 6.0
+    rebalance_timeout_s: float = 4.0
     stats_interval_ms: int = 1000
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8765
