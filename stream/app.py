@@ -1,7 +1,7 @@
 """The Faust app: topics of the contract, the room-state table, one thin agent and a pump.
 
 The agent only feeds raw records to :class:`~stream.processor.Processor`; the pump (a Faust
-timer, plus a call after every batch) releases aligned events through the core and performs what
+timer, every 20 ms) releases aligned events through the core and performs what
 the processor asks for, in this order: send cues / room_stats / dead letters, write room states
 to the table (changelog, explicit source partition), ack the records. Faust commits only acked,
 contiguous offsets and flushes the producer before committing, so a committed offset never runs
@@ -122,6 +122,7 @@ class WorkerApp:
                 await self._write_and_ack(flushed)
             if now - self.last_playbook_check >= PLAYBOOK_CHECK_S:
                 self.last_playbook_check = now
+                self.metrics.cache_bytes.set(self.processor.cache_bytes())  # O(rooms): not per flush
                 for msg in self.playbooks.reload_if_changed():
                     log.info("playbook reload", extra={"detail": msg})
             m = self.metrics
@@ -157,7 +158,6 @@ class WorkerApp:
             self.table.send_changelog(partition, key, value)
         for event in out.acks:
             event.ack()
-        self.metrics.cache_bytes.set(self.processor.cache_bytes())
 
     # -- the agent's side ---------------------------------------------------------------------
 
