@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from livecue.broker import EmbeddedBroker, create_topics
 from livecue.config import Settings, load_settings
+from producers import Kafka
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
@@ -55,6 +57,16 @@ def test_settings(broker: EmbeddedBroker, tmp_path: Path, uid: str) -> Settings:
         "LIVECUE_LOG_FORMAT": "text",
     }
     return load_settings(env)
+
+
+@pytest.fixture
+async def kafka(broker: EmbeddedBroker) -> AsyncIterator[Kafka]:
+    p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+    await p.start()
+    try:
+        yield Kafka(p)
+    finally:
+        await p.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,43 +10,17 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from consumers.gateway import Gateway
-from livecue.broker import EmbeddedBroker
 from livecue.config import Settings
-from schemas.events import TOPIC_CUES, TOPIC_ROOM_STATS
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-class Kafka:
-    """Produces contract-format records (key = room_id)."""
-
-    def __init__(self, producer: AIOKafkaProducer) -> None:
-        self.producer = producer
-
-    async def cue(self, c: dict[str, Any]) -> int:
-        md = await self.producer.send_and_wait(TOPIC_CUES, orjson.dumps(c), key=c["room_id"].encode())
-        return int(md.offset)
-
-    async def stats(self, s: dict[str, Any]) -> None:
-        await self.producer.send_and_wait(TOPIC_ROOM_STATS, orjson.dumps(s), key=s["room_id"].encode())
-
-
-@pytest.fixture
-async def kafka(broker: EmbeddedBroker) -> AsyncIterator[Kafka]:
-    p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
-    await p.start()
-    try:
-        yield Kafka(p)
-    finally:
-        await p.stop()
 
 
 @pytest.fixture

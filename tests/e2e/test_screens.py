@@ -17,11 +17,11 @@ from consumers.gateway import Gateway
 from consumers.tokens import mint
 from livecue.broker import EmbeddedBroker
 from livecue.config import Settings
+from producers import Kafka
 from schemas.decode import decode_ack
 from schemas.events import TOPIC_ACKS
 
 
-Kafka = Any  # the `kafka` fixture (tests/e2e/conftest.py): .cue(dict), .stats(dict), .producer
 
 
 def now_ms() -> int:

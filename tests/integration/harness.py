@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import Producer
 
+from livecue.broker import EmbeddedBroker, create_topics
 from livecue.config import Settings, settings_env
 from livecue.recording import Record, record_of
 from schemas.events import Event
@@ -26,21 +28,23 @@ from schemas.events import Event
 REPO = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class WorkerProc:
-    """A ``livecue worker`` child process."""
+@contextmanager
+def fresh_broker(tmp_path: Path, partitions: int = 4) -> Iterator[EmbeddedBroker]:
+    """A broker of a test's own, with the contract's topics: a fresh consumer group then reads
+    only that test's traffic, not every earlier test's on the session broker."""
+    b = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    try:
+        asyncio.run(create_topics(b.bootstrap, partitions=partitions))
+        yield b
+    finally:
+        b.stop()
+
+
+class ChildProc:
+    """A child process with a log file: stop it (SIGTERM, then SIGKILL) and read its log tail."""
 
     proc: subprocess.Popen[bytes]
-    metrics_url: str
     log_path: Path
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as r:
-            return str(r.read().decode())
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -56,6 +60,23 @@ class WorkerProc:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+@dataclass
+class WorkerProc(ChildProc):
+    """A ``livecue worker`` child process."""
+
+    proc: subprocess.Popen[bytes]
+    metrics_url: str
+    log_path: Path
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as r:
+            return str(r.read().decode())
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
 
 
 def start_worker(settings: Settings, log_path: Path, worker_id: str, timeout: float = 60.0,
@@ -132,9 +153,11 @@ def records_of(events: Iterable[Event]) -> list[Record]:
 
 
 async def collect(bootstrap: str, topic: str, match: Callable[[dict[str, Any]], bool],
-                  done: Callable[[list[dict[str, Any]]], bool], timeout: float) -> list[dict[str, Any]]:
+                  done: Callable[[list[dict[str, Any]]], bool], timeout: float,
+                  settle_s: float = 0.0) -> list[dict[str, Any]]:
     """Read ``topic`` from the beginning (all partitions, no group) and return the JSON values
-    that ``match``, once ``done(values)`` holds or ``timeout`` passes."""
+    that ``match``, once ``done(values)`` has held for ``settle_s`` (time for anything extra to
+    show up) or ``timeout`` passes."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
     await c.start()
     try:
@@ -150,6 +173,7 @@ async def collect(bootstrap: str, topic: str, match: Callable[[dict[str, Any]], 
         await c.seek_to_beginning(*tps)
         out: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
+        settled_at: float | None = None
         while time.monotonic() < deadline:
             batch = await c.getmany(timeout_ms=200)
             for msgs in batch.values():
@@ -162,7 +186,9 @@ async def collect(bootstrap: str, topic: str, match: Callable[[dict[str, Any]], 
                         v["_partition"], v["_offset"] = m.partition, m.offset
                         out.append(v)
             if done(out):
-                break
+                settled_at = settled_at or time.monotonic() + settle_s
+                if time.monotonic() >= settled_at:
+                    break
         return out
     finally:
         await c.stop()

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -27,8 +27,9 @@ from consumers.gateway import Gateway, Limits
 from consumers.tokens import fingerprint, mint
 from livecue.broker import EmbeddedBroker
 from livecue.config import Settings
+from producers import Kafka
 from schemas.decode import decode_ack
-from schemas.events import TOPIC_ACKS, TOPIC_CUES, TOPIC_ROOM_STATS
+from schemas.events import TOPIC_ACKS, TOPIC_CUES
 
 TEST_LIMITS = Limits(auth_timeout_s=1.0, send_queue=16, send_timeout_s=1.0, ready_timeout_s=20)
 RECV_S = 5.0
@@ -60,26 +61,6 @@ def stats(room: str, online: int) -> dict[str, Any]:
             "on_air_sku": "sku-1", "skus": [], "emitted_at": now}
 
 
-class Kafka:
-    def __init__(self, producer: AIOKafkaProducer) -> None:
-        self.producer = producer
-
-    async def cue(self, c: dict[str, Any]) -> int:
-        md = await self.producer.send_and_wait(TOPIC_CUES, orjson.dumps(c), key=c["room_id"].encode())
-        return int(md.offset)
-
-    async def stats(self, s: dict[str, Any]) -> None:
-        await self.producer.send_and_wait(TOPIC_ROOM_STATS, orjson.dumps(s), key=s["room_id"].encode())
-
-
-@pytest.fixture
-async def kafka(broker: EmbeddedBroker) -> AsyncIterator[Kafka]:
-    p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
-    await p.start()
-    try:
-        yield Kafka(p)
-    finally:
-        await p.stop()
 
 
 @pytest.fixture

@@ -28,12 +28,12 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from consumers.gateway import Gateway, Limits
 from consumers.tokens import mint
-from livecue.broker import EmbeddedBroker, create_topics
+from livecue.broker import EmbeddedBroker
 from livecue.config import Settings
 from livecue.recording import Record
 from livecue.sim.show import DEFAULT_START_TS, generate
 
-from harness import WorkerProc, metric_value, produce, recompute, records_of, start_worker
+from harness import WorkerProc, fresh_broker, metric_value, produce, recompute, records_of, start_worker
 from test_deploy import METRICS
 
 pytestmark = pytest.mark.slow
@@ -46,12 +46,8 @@ SHOW_S = 120.0
 def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     """A broker of its own: a fresh worker group then reads only this test's shows, so the
     counters can be compared with exactly what was produced."""
-    b = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
-    try:
-        asyncio.run(create_topics(b.bootstrap, partitions=4))
+    with fresh_broker(tmp_path) as b:
         yield b
-    finally:
-        b.stop()
 
 
 def promtool() -> str:

@@ -16,8 +16,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -34,11 +32,11 @@ from websockets.asyncio.client import connect
 
 from consumers.gateway import Gateway, Limits
 from consumers.tokens import mint
-from livecue.broker import EmbeddedBroker, create_topics
+from livecue.broker import EmbeddedBroker, free_port
 from livecue.config import Settings
 from livecue.sim.show import generate
 
-from harness import WorkerProc, metric_value, produce, recompute, records_of, start_worker
+from harness import ChildProc, WorkerProc, fresh_broker, metric_value, produce, recompute, records_of, start_worker
 
 pytestmark = pytest.mark.slow
 
@@ -49,28 +47,18 @@ JOBS = ("livecue-worker", "livecue-gateway")
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     """A broker of its own, as in test_worker.py: the worker's group reads only this show."""
-    b = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
-    try:
-        asyncio.run(create_topics(b.bootstrap, partitions=4))
+    with fresh_broker(tmp_path) as b:
         yield b
-    finally:
-        b.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrometheusServer:
+class PrometheusServer(ChildProc):
     """``/usr/bin/prometheus`` scraping ``targets`` (job -> host:port) every second."""
 
     def __init__(self, tmp: Path, targets: dict[str, str]) -> None:
         binary = "/usr/bin/prometheus" if os.access("/usr/bin/prometheus", os.X_OK) else shutil.which("prometheus")
         if binary is None:
             pytest.fail("prometheus is not installed: apt-get install prometheus")
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = tmp / "prometheus.yml"
         scrape = "".join(
@@ -104,21 +92,6 @@ class PrometheusServer:
             return None
         assert len(result) == 1, result
         return float(result[0]["value"][1])
-
-    def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 def _host_port(url: str) -> str:

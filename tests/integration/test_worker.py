@@ -19,7 +19,9 @@ from livecue.sim.show import generate
 from stream.core import dump_state
 from stream.processor import decode_room_value
 
-from harness import WorkerProc, collect, metric_value, produce, recompute, records_of, start_worker
+from harness import (
+    WorkerProc, collect, fresh_broker, metric_value, produce, recompute, records_of, start_worker,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +30,8 @@ pytestmark = pytest.mark.slow
 def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     """A broker of its own for each worker test: a fresh consumer group then reads only this
     test's show, not every earlier test's traffic on the session broker."""
-    b = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
-    try:
-        asyncio.run(create_topics(b.bootstrap, partitions=4))
+    with fresh_broker(tmp_path) as b:
         yield b
-    finally:
-        b.stop()
 
 
 def _show(uid: str, rooms: int = 2, duration: float = 240.0, scenario: str = "mixed", seed: int = 7) -> tuple[list[Record], list[str]]:

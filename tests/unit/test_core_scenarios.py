@@ -12,7 +12,7 @@ from stream.core import (
 )
 from stream.core.rules import SwitchToTrafficDriver, UnpaidOrders
 
-from core_helpers import LINEUP, T0, Show
+from core_helpers import T0, Show
 
 DWELL = Playbook().tier.dwell_ms
 
