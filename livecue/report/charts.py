@@ -61,6 +61,7 @@ def draw_charts(rep: Report, lang: str, font_paths: Sequence[str] = CJK_FONT_PAT
     """The three charts, and a note when the chart labels fell back to English (no CJK font)."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
+    from matplotlib.artist import Artist
     from matplotlib.lines import Line2D
 
     note = None
@@ -115,7 +116,7 @@ def draw_charts(rep: Report, lang: str, font_paths: Sequence[str] = CJK_FONT_PAT
         ax.set_ylabel(unit, family=family)
         ax.grid(axis="y", color="#dddddd", lw=0.6, zorder=1)
         ax.spines[["top", "right"]].set_visible(False)
-        handles = [Patch(color=TIER_COLOURS[k], label=t("tier_" + k)) for k in ("hot", "warm", "cold")]
+        handles: list[Artist] = [Patch(color=TIER_COLOURS[k], label=t("tier_" + k)) for k in ("hot", "warm", "cold")]
         handles += [Line2D([], [], color=SEVERITY_COLOURS[k], ls="--", marker="v",
                            label=t("cue_marker") + " · " + t("sev_" + k))
                     for k in ("critical", "warn", "info")]

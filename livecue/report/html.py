@@ -92,7 +92,9 @@ def _effect(e: Effect | None, lang: str) -> tuple[str, str]:
 def render_html(rep: Report, charts: Sequence[Chart], lang: str = "zh",
                 notes: Sequence[str] = ()) -> str:
     """The page. ``charts`` are embedded as data: URIs; ``notes`` shown as warnings on top."""
-    t = lambda k: escape(text(lang, k))  # noqa: E731
+    def t(key: str) -> str:
+        return escape(text(lang, key))
+
     s = rep.summary
     parts: list[str] = [
         f'<!doctype html><html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">'
@@ -104,8 +106,8 @@ def render_html(rep: Report, charts: Sequence[Chart], lang: str = "zh",
         f'<div class="meta">{t("session")} {escape(rep.session_id)} · {_clock(s.started_ts)} → '
         f"{_clock(s.ended_ts)} · {rep.events:,} {t('events')}</div>",
     ]
-    for n in list(notes) + rep.notes:
-        parts.append(f'<div class="note">{escape(n)}</div>')
+    for note in list(notes) + rep.notes:
+        parts.append(f'<div class="note">{escape(note)}</div>')
     cards = [
         ("duration", fmt_duration(s.duration_s, lang)), ("peak_online", _num(s.peak_online)),
         ("avg_online", _num(round(s.avg_online, 1))), ("viewer_minutes", _num(round(s.viewer_minutes))),
@@ -118,14 +120,14 @@ def render_html(rep: Report, charts: Sequence[Chart], lang: str = "zh",
         ("gpm", "–" if s.gpm_cents is None else fmt_money(s.gpm_cents)),
     ]
     parts.append(f"<h2>{t('summary')}</h2><div class=\"cards\" id=\"summary\">")
-    for k, v in cards:
-        parts.append(f'<div class="card" data-k="{k}"><div class="k">{t(k)}</div>'
-                     f'<div class="v">{escape(v)}</div></div>')
+    for key, val in cards:
+        parts.append(f'<div class="card" data-k="{key}"><div class="k">{t(key)}</div>'
+                     f'<div class="v">{escape(val)}</div></div>')
     parts.append("</div>")
     parts.append(f"<h2>{t('charts')}</h2>")
-    for c in charts:
-        b64 = base64.b64encode(c.png).decode("ascii")
-        parts.append(f'<img alt="{escape(c.title)}" data-file="{escape(c.name)}" '
+    for ch in charts:
+        b64 = base64.b64encode(ch.png).decode("ascii")
+        parts.append(f'<img alt="{escape(ch.title)}" data-file="{escape(ch.name)}" '
                      f'src="data:image/png;base64,{b64}">')
     # per SKU
     parts.append(f"<h2>{t('skus')}</h2><table id=\"skus\"><tr><th>{t('sku')}</th><th>{t('role')}</th>"
