@@ -23,6 +23,17 @@ class WorkerMetrics:
         self.events = Counter(
             "livecue_events_consumed_total", "Input events decoded and queued, by topic and type.",
             ["topic", "type"], registry=registry)
+        self.events_released = Counter(
+            "livecue_events_released_total",
+            "Input events released by the cross-topic merge and run through the core.", registry=registry)
+        self.send_failures = Counter(
+            "livecue_send_failures_total",
+            "Output or state writes the broker did not acknowledge (retried; their input stays "
+            "unacknowledged until they succeed), by topic kind.", ["kind"], registry=registry)
+        self.paused_partitions = Gauge(
+            "livecue_paused_partitions",
+            "Input topic-partitions whose fetching is paused because their merge queue is full.",
+            registry=registry)
         self.decode_failures = Counter(
             "livecue_decode_failures_total", "Input records that failed to decode, by topic and reason.",
             ["topic", "reason"], registry=registry)
@@ -58,12 +69,15 @@ class WorkerMetrics:
         self.pending = Gauge(
             "livecue_aligner_pending", "Events waiting in the cross-topic aligner.", registry=registry)
 
-    def consumed(self, topic: str, etype: str) -> None:
-        # Per-event path: resolve the labelled child once (labels() costs ~1 µs a call).
+    def consumed(self, topic: str, etype: str, n: int = 1) -> None:
+        # Per-batch path: resolve the labelled child once (labels() costs ~1 µs a call).
         child = self._consumed_children.get((topic, etype))
         if child is None:
             child = self._consumed_children[(topic, etype)] = self.events.labels(topic, etype)
-        child.inc()
+        child.inc(n)
+
+    def released(self, n: int) -> None:
+        self.events_released.inc(n)
 
     def decode_failure(self, topic: str, reason: str) -> None:
         self.decode_failures.labels(topic, reason).inc()

@@ -3,7 +3,8 @@
 :class:`Processor` sits between the Faust agent (which feeds it raw records and performs the
 sends, table writes and acks it asks for) and the pure core. It owns, per input partition,
 
-- the cross-topic :class:`~stream.core.align.Aligner` (canonical event order, bounded wait);
+- the cross-topic :class:`~stream.core.align.PartitionGroup` (merge by head event time,
+  bounded wait; Kafka Streams' model);
 - a cache of room states (Kafka Streams' record cache): a room's state is written to the table
   at most once per flush, not once per event;
 - the per-room offsets already applied, so that reprocessing after a crash (events between the
@@ -11,16 +12,19 @@ sends, table writes and acks it asks for) and the pure core. It owns, per input 
   though delivery is at-least-once, and the restored state equals a recomputation.
 
 Nothing here reads a clock: the caller passes ``now_ms`` (processing time in wall-clock ms, the
-clock the consumer stamps its polls with; used for the bounded wait only). Nothing here does I/O. A record's *handle* is opaque (the Faust event); handles come back
-from :meth:`flush` once everything they caused has been handed out, and only then may the caller
-ack them — so Faust never commits an offset whose effects are not in the table and the outputs.
+clock the consumer stamps its polls with; used for the bounded wait and the bound on events
+dated in the future). Nothing here does I/O. Records arrive as whole fetched batches
+(:meth:`Processor.ingest_batch`); a record's *handle* is opaque (its
+:class:`~stream.ingest.Batch`); handles come back from :meth:`Processor.flush` once everything
+they caused has been handed out, and the caller acks them only after the broker acknowledged
+those outputs and state writes — so no committed offset runs ahead of its effects.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +35,7 @@ from schemas.errors import InvalidEvent
 from schemas.events import INPUT_TOPICS, Event
 from schemas.outputs import Cue, DeadLetter, RoomStats
 from stream.core import RoomState, dump_state, load_state, new_state, state_size, step_many
-from stream.core.align import Aligner
+from stream.core.align import PartitionGroup
 
 __all__ = ["Processor", "Outputs", "Record", "reason_code", "encode_room_value", "decode_room_value"]
 
@@ -98,7 +102,8 @@ class Processor:
 
     ``playbook_for(room_id)`` returns the room's playbook; ``load_room(room_id)`` returns the
     table's bytes for a room (or None). ``metrics`` is a :class:`stream.metrics.WorkerMetrics`
-    (or None in tests).
+    (or None in tests). ``max_future_ms``: an event dated further than this ahead of the
+    worker's wall clock is dead-lettered before it reaches the merge or any room state.
     """
 
     def __init__(
@@ -108,12 +113,14 @@ class Processor:
         max_idle_ms: int,
         grace_ms: int = 100,
         metrics: Any = None,
+        max_future_ms: int = 300_000,
     ) -> None:
         self._playbook_for = playbook_for
         self._load_room = load_room
         self._max_idle_ms = max_idle_ms
         self._grace_ms = grace_ms
-        self._aligners: dict[int, Aligner] = {}
+        self._max_future_ms = max_future_ms
+        self._groups: dict[int, PartitionGroup] = {}
         self._rooms: dict[str, _Room] = {}
         self._released_handles: list[Any] = []
         self._deadletter_handles: list[Any] = []
@@ -121,35 +128,63 @@ class Processor:
 
     # -- input -------------------------------------------------------------------------------
 
-    def _aligner(self, partition: int) -> Aligner:
-        a = self._aligners.get(partition)
-        if a is None:
-            a = self._aligners[partition] = Aligner(INPUT_TOPICS, self._max_idle_ms, self._grace_ms)
-        return a
+    def _group(self, partition: int) -> PartitionGroup:
+        g = self._groups.get(partition)
+        if g is None:
+            g = self._groups[partition] = PartitionGroup(INPUT_TOPICS, self._max_idle_ms, self._grace_ms)
+        return g
+
+    def ingest_batch(
+        self, topic: str, partition: int, records: Iterable[Any], handle: Any,
+        now_ms: int, received: float, wall_ms: int,
+    ) -> list[DeadLetter]:
+        """Decode one fetched batch (objects with ``offset``, ``key``, ``value``, in offset order)
+        and queue its events for release. Returns the dead letters of unusable records (their
+        handles are ackable at the next flush)."""
+        group = self._group(partition)
+        push = group.push
+        horizon = wall_ms + self._max_future_ms
+        dls: list[DeadLetter] = []
+        counts: dict[str, int] = {}
+        m = self.metrics
+        for r in records:
+            offset, key, value = r.offset, r.key, r.value
+            try:
+                event = decode_event(value, key, topic)
+                if event.ts > horizon:
+                    raise InvalidEvent(
+                        f"ts: more than {self._max_future_ms // 1000} s ahead of the worker's clock", "ts")
+            except InvalidEvent as exc:
+                if m:
+                    m.decode_failure(topic, reason_code(exc.reason))
+                self._deadletter_handles.append(handle)
+                dls.append(DeadLetter.of(topic, partition, offset, key, value, exc.reason, exc.field, wall_ms))
+                continue
+            et = event.type
+            counts[et] = counts.get(et, 0) + 1
+            push(topic, event.ts, offset,
+                 Record(topic, partition, offset, key, value or b"", event, handle, received), now_ms)
+        if m and counts:
+            for et, n in counts.items():
+                m.consumed(topic, et, n)
+        return dls
 
     def ingest(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
         handle: Any, now_ms: int, received: float, wall_ms: int,
     ) -> DeadLetter | None:
-        """Decode one record and queue it for release. Returns a dead letter if it is unusable
-        (its handle is then ackable at the next flush)."""
-        m = self.metrics
-        try:
-            event = decode_event(value, key, topic)  # type: ignore[arg-type]
-        except InvalidEvent as exc:
-            if m:
-                m.decode_failure(topic, reason_code(exc.reason))
-            self._deadletter_handles.append(handle)
-            return DeadLetter.of(topic, partition, offset, key, value, exc.reason, exc.field, wall_ms)
-        if m:
-            m.consumed(topic, event.type)
-        rec = Record(topic, partition, offset, key, value or b"", event, handle, received)
-        self._aligner(partition).push(event.room_id, topic, offset, event.ts, rec, now_ms)
-        return None
+        """One record (a batch of one); see :meth:`ingest_batch`."""
+        dls = self.ingest_batch(topic, partition, (_Raw(offset, key, value),), handle, now_ms, received, wall_ms)
+        return dls[0] if dls else None
 
     def mark_caught_up(self, topic: str, partition: int, at_ms: int | None) -> None:
         """A poll at ``at_ms`` found ``topic``'s ``partition`` fully read (None: it is not)."""
-        self._aligner(partition).mark_caught_up(topic, at_ms)
+        self._group(partition).mark_caught_up(topic, at_ms)
+
+    def queued(self, topic: str, partition: int) -> int:
+        """Events of one topic-partition waiting in the merge (to pause fetching when full)."""
+        g = self._groups.get(partition)
+        return g.queued(topic) if g is not None else 0
 
     # -- processing --------------------------------------------------------------------------
 
@@ -165,29 +200,35 @@ class Processor:
         return r
 
     def release(self, now_ms: int, wall_ms: int) -> Outputs:
-        """Release what the aligners allow, run it through the core, collect outputs."""
+        """Release what the partition groups allow, run it through the core, collect outputs."""
         out = Outputs()
-        for partition, aligner in self._aligners.items():
-            ready = aligner.pop_ready(now_ms)
-            if ready:
-                self._process(partition, ready, out, wall_ms)
+        for partition, group in self._groups.items():
+            if len(group):
+                ready = group.pop_ready(now_ms)
+                if ready:
+                    self._process(partition, ready, out, wall_ms)
         return out
 
     def _process(self, partition: int, records: list[Record], out: Outputs, wall_ms: int) -> None:
-        # Group consecutive records by room, preserving the released order within each room.
+        # Group by room, preserving the released order within each room.
         by_room: dict[str, list[Record]] = {}
         for rec in records:
-            by_room.setdefault(rec.event.room_id, []).append(rec)
+            lst = by_room.get(rec.event.room_id)
+            if lst is None:
+                by_room[rec.event.room_id] = [rec]
+            else:
+                lst.append(rec)
         m = self.metrics
         if m:
             m.batch(len(records))
+        handles = self._released_handles
         for room_id, recs in by_room.items():
             room = self._room(room_id, partition)
             offsets = room.offsets
             fresh: list[Record] = []
             for rec in recs:
                 if rec.offset <= offsets.get(rec.topic, -1):
-                    self._released_handles.append(rec.handle)  # already applied before a restart
+                    handles.append(rec.handle)  # already applied before a restart
                     continue
                 offsets[rec.topic] = rec.offset
                 fresh.append(rec)
@@ -196,11 +237,14 @@ class Processor:
             result = step_many(room.state, [r.event for r in fresh], self._playbook_for(room_id))
             room.state = result.state
             room.dirty = True
-            earliest = min(r.received for r in fresh)
-            for cue in result.cues:
-                out.cues.append((dataclasses.replace(cue, emitted_at=wall_ms), earliest))
-            for st in result.stats:
-                out.stats.append(dataclasses.replace(st, emitted_at=wall_ms))
+            if result.cues:
+                earliest = min(r.received for r in fresh)
+                for cue in result.cues:
+                    out.cues.append((dataclasses.replace(cue, emitted_at=wall_ms), earliest))
+            if result.stats:
+                # A screen needs the latest snapshot only: while catching up, one per room per
+                # release instead of one per event-time second.
+                out.stats.append(dataclasses.replace(result.stats[-1], emitted_at=wall_ms))
             if result.rejected:
                 by_event = {id(r.event): r for r in fresh}
                 for ev, reason in result.rejected:
@@ -212,7 +256,9 @@ class Processor:
                     out.deadletters.append(DeadLetter.of(
                         bad.topic, bad.partition, bad.offset, bad.key, bad.value, reason, None, wall_ms
                     ))
-            self._released_handles.extend(r.handle for r in fresh)
+            handles.extend(r.handle for r in fresh)
+        if m:
+            m.released(len(records))
 
     def flush(self) -> Outputs:
         """Hand out the dirty rooms' table writes and the handles that may now be acked."""
@@ -233,9 +279,9 @@ class Processor:
         (or this worker after re-assignment) re-reads from the committed offset. Returns the
         number of queued records dropped."""
         dropped = 0
-        for p in list(self._aligners):
+        for p in list(self._groups):
             if partitions is None or p in partitions:
-                dropped += len(self._aligners.pop(p))
+                dropped += len(self._groups.pop(p))
         for room_id in [r for r, room in self._rooms.items() if partitions is None or room.partition in partitions]:
             del self._rooms[room_id]
         self._released_handles = []
@@ -247,14 +293,14 @@ class Processor:
     def take_forced(self) -> dict[str, int]:
         """Events released by the max-idle bound since the last call, by the topic waited for."""
         out: dict[str, int] = {}
-        for a in self._aligners.values():
-            for t, n in a.forced.items():
+        for g in self._groups.values():
+            for t, n in g.forced.items():
                 out[t] = out.get(t, 0) + n
-            a.forced.clear()
+            g.forced.clear()
         return out
 
     def pending(self) -> int:
-        return sum(len(a) for a in self._aligners.values())
+        return sum(len(g) for g in self._groups.values())
 
     def active_rooms(self) -> int:
         return len(self._rooms)
@@ -265,3 +311,10 @@ class Processor:
     def room_state(self, room_id: str) -> RoomState | None:
         r = self._rooms.get(room_id)
         return r.state if r else None
+
+
+@dataclass(slots=True)
+class _Raw:
+    offset: int
+    key: bytes | None
+    value: bytes | None

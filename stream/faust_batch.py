@@ -1,0 +1,203 @@
+"""Whole-batch ingestion under Faust: the one module that touches Faust's and aiokafka's internals.
+
+Faust (0.15.3) hands a consumed record to an agent through a per-message path: one
+``wait_first`` (four tasks, a future), a conductor lock, a ``ConsumerMessage`` and an ``Event``
+per record, three lock round trips per ack, and a commit that sorts every acked offset. Measured
+on this worker that path cost most of its CPU. Here the six input topics skip it: each fetched
+batch of an input topic-partition goes straight to a :class:`BatchSink` (the worker), tracked as
+one :class:`~stream.ingest.Batch` whose records are acked by decrementing a counter; the offset
+Faust commits for an input topic-partition is the end of the longest prefix of fully acked
+batches (:class:`~stream.ingest.BatchTracker`). Everything else stays Faust's: group membership,
+assignment (co-partitioned), rebalance callbacks, changelog recovery (changelog and other
+topic-partitions keep the per-message path), standby handling, the commit timer and the
+producer flush before a commit.
+
+What is overridden, and why (each checked by ``tests/unit/test_faust_canary.py`` against the
+pinned versions, so an upgrade that changes them fails loudly instead of silently losing data):
+
+- ``Consumer._drain_messages``: the fetch loop; input batches go to the sink, the rest to
+  Faust's callback one by one, as before.
+- ``Consumer._new_offset`` and ``Consumer._filter_tps_with_pending_acks``: the committable
+  offset of an input topic-partition comes from the batch tracker.
+- ``Consumer.on_partitions_revoked``: revoked batches are dropped unacknowledged (the next owner
+  re-reads them from the committed offset).
+- ``AIOKafkaConsumerThread._create_worker_consumer``: Faust hard-codes ``fetch_max_wait_ms=1500``
+  and Tansu does not wake a waiting fetch; the worker's setting is applied before the fetcher
+  starts.
+- ``Monitor.stream_inbound_time``: the worker's input skips Faust's streams, so without a
+  mark Faust's livelock detector logs a false "Stream has not started processing" ERROR for
+  every lagging input partition after five minutes. Each batch marks its partition active.
+- ``App._new_transport``: the supported seam to supply a transport with its own consumer.
+
+The rest of the worker sees only batches (:class:`BatchSink`) and never imports Faust internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol, cast
+
+import aiokafka
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from stream.ingest import Batch, BatchTracker
+
+__all__ = ["BatchSink", "LiveCueApp", "PINNED", "client_of", "fetch_position"]
+
+#: the versions whose internals this module was written against (checked by the canary tests)
+PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
+
+class BatchSink(Protocol):
+    """Where input batches go: called on the event loop, in fetch order per topic-partition."""
+
+    def on_batch(self, tp: TP, records: Sequence[Any], batch: Batch) -> None: ...
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        wait = getattr(self.app, "livecue_fetch_max_wait_ms", None)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = wait  # read by AIOKafkaConsumer.start() for its Fetcher
+        return consumer
+
+
+class BatchConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with the input topics delivered as whole batches."""
+
+    batch_sink: BatchSink | None = None
+    input_topics: frozenset[str] = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tracker: BatchTracker[TP] = BatchTracker()
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    # -- fetch loop ----------------------------------------------------------------------------
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by Faust
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        inputs = self.input_topics
+        tracker = self.tracker
+        read_offset = self._read_offset
+        inbound = self.app.monitor.stream_inbound_time
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                records, _active = await self._wait_next_records(1.0)
+                await asyncio.sleep(0)
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    # fetched while a rebalance stopped the flow: not delivered, so seek back
+                    await self.perform_seek()
+                    continue
+                generation = self.app.consumer_generation_id
+                sink = self.batch_sink
+                now = time.monotonic()
+                for tp, recs in records.items():
+                    if not recs:
+                        continue
+                    if self.app.consumer_generation_id != generation:
+                        break  # a rebalance began: what is not delivered is re-read
+                    if tp.topic in inputs and sink is not None:
+                        batch = tracker.add(tp, recs[0].offset, recs[-1].offset, len(recs))
+                        read_offset[tp] = recs[-1].offset
+                        inbound[tp] = now
+                        sink.on_batch(tp, recs, batch)
+                    else:
+                        await self._deliver_one_by_one(tp, recs)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+
+    async def _deliver_one_by_one(self, tp: TP, recs: Sequence[Any]) -> None:
+        """Faust's own path (changelogs in recovery, any non-input topic)."""
+        callback = self.callback
+        for rec in recs:
+            r_offset = self._read_offset[tp]
+            if r_offset is not None and rec.offset < r_offset:
+                continue
+            await self.wait_first(callback(self._to_message(tp, rec)), self.suspend_flow.wait())
+            self._read_offset[tp] = rec.offset
+
+    # -- commits -------------------------------------------------------------------------------
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        seen = set()
+        for tp in super()._filter_tps_with_pending_acks(topics):
+            seen.add(tp)
+            yield tp
+        for tp in self.tracker.tps():
+            if tp not in seen and (topics is None or tp in topics or tp.topic in topics):
+                yield tp
+
+    def _new_offset(self, tp: TP) -> int | None:
+        if tp.topic in self.input_topics:
+            return self.tracker.committable(tp)
+        return cast(int | None, super()._new_offset(tp))
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        await super().on_partitions_revoked(revoked)
+        self.tracker.revoke(revoked)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = BatchConsumer
+
+
+class LiveCueApp(faust.App):
+    """A Faust app whose consumer delivers the input topics as batches (see module docstring)."""
+
+    livecue_fetch_max_wait_ms: int | None = None
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+    def batch_consumer(self) -> BatchConsumer:
+        consumer = self.consumer
+        if not isinstance(consumer, BatchConsumer):  # pragma: no cover - construction guarantees it
+            raise TypeError(f"expected BatchConsumer, got {type(consumer).__name__}")
+        return consumer
+
+
+def client_of(app: faust.App) -> aiokafka.AIOKafkaConsumer | None:
+    """The aiokafka consumer Faust drives (None before it started)."""
+    try:
+        return cast(aiokafka.AIOKafkaConsumer, app.consumer._thread._ensure_consumer())
+    except Exception:
+        return None
+
+
+def fetch_position(client: aiokafka.AIOKafkaConsumer, tps: Iterable[TP]) -> dict[TP, tuple[int | None, int | None, int | None]]:
+    """Per topic-partition: (consumed position, fetch high watermark, last poll ms) from the
+    consumer's own subscription state (no request; values of the last fetch response)."""
+    out: dict[TP, tuple[int | None, int | None, int | None]] = {}
+    assignment = client._subscription.subscription
+    if assignment is None or assignment.assignment is None:
+        return out
+    state_value = assignment.assignment.state_value
+    for tp in tps:
+        st = state_value(aiokafka.TopicPartition(tp.topic, tp.partition))
+        if st is None:
+            continue
+        position = st.position if st.has_valid_position else None
+        out[tp] = (position, st.highwater, st.timestamp)
+    return out
