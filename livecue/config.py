@@ -103,6 +103,20 @@ def _str(v: str) -> str:
     return v
 
 
+def _secret(v: str) -> str:
+    if v and len(v.encode("utf-8")) < 32:
+        raise ValueError("must be at least 32 bytes (e.g. openssl rand -hex 32)")
+    return v
+
+
+def _ids(v: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in v.split(",") if x.strip())
+
+
+def _opt_port(v: str) -> int | None:
+    return _int_range(0, 65535)(v) if v.strip() else None
+
+
 @dataclass(frozen=True)
 class Setting:
     """Declaration of one setting: field name, env var, parser, default (as text) and help."""
@@ -138,6 +152,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("linger_ms", _int_range(0, 1000), "20", "producer linger: batches sends (1 ms overloads Tansu)"),
     Setting("max_task_idle_ms", _int_range(0, 600000), "5000", "longest an event waits for an input topic that still has unread records (cross-topic alignment)"),
     Setting("align_grace_ms", _int_range(0, 60000), "100", "how long an event waits for quiet, caught-up input topics (records still in flight from producers); raise it for exact replays at --speed max"),
+    Setting("max_queued_per_partition", _int_range(100, 10_000_000), "20000", "events an input topic-partition may queue in the cross-topic merge before its fetching pauses (resumes at half)"),
+    Setting("max_future_ms", _int_range(1000, 86_400_000), "300000", "an event dated more than this ahead of the worker's wall clock is dead-lettered (a clock gone wrong must not move a room's time)"),
     Setting("commit_interval_s", _float_range(0.05, 60.0), "1.0", "seconds between offset commits / state flushes"),
     Setting("session_timeout_s", _float_range(1.0, 300.0), "6", "consumer group session timeout: how fast a dead worker's partitions move to another (restart to cues ≈ this + rebalance + recovery)"),
     Setting("heartbeat_interval_s", _float_range(0.1, 60.0), "1", "consumer group heartbeat interval"),
@@ -145,10 +161,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stats_interval_ms", _int_range(100, 60000), "1000", "event-time interval between room_stats snapshots"),
     Setting("gateway_host", _str, "127.0.0.1", "address the websocket gateway binds to"),
     Setting("gateway_port", _int_range(0, 65535), "8765", "port of the websocket gateway (screens, /metrics, /healthz)"),
-    Setting("token_secret", _str, "", "HMAC secret for screen tokens (empty: a random one per process, dev only)", secret=True),
+    Setting("token_secret", _secret, "", "HMAC secret for screen tokens, at least 32 bytes; env only, never a flag (empty: a random one per process, dev only)", secret=True),
+    Setting("token_secret_file", _opt_path, "", "file holding the token secret (a mounted Docker/Kubernetes secret), instead of LIVECUE_TOKEN_SECRET"),
+    Setting("revoked_tokens", _ids, "", "token ids (jti) refused by the gateway, comma separated"),
+    Setting("revoked_tokens_file", _opt_path, "", "file of revoked token ids (jti), one a line, re-read while running: their open screens close within seconds"),
     Setting("allowed_origins", _origins, "", "exact Origin allow-list for browsers, comma separated (empty: same host as the gateway)"),
     Setting("max_connections", _int_range(1, 1_000_000), "1000", "cap on websocket connections per gateway"),
     Setting("max_connections_per_token", _int_range(1, 10000), "8", "cap on websocket connections per token"),
+    Setting("gateway_max_unauthenticated", _int_range(1, 1_000_000), "256", "cap on sockets that have not authenticated yet (the oldest is dropped for a new one)"),
+    Setting("gateway_max_unauthenticated_per_address", _int_range(1, 100_000), "16", "cap on not-yet-authenticated sockets per remote address (the oldest is dropped for a new one)"),
+    Setting("gateway_auth_timeout_s", _float_range(0.2, 60.0), "3", "seconds a new socket has to authenticate"),
+    Setting("gateway_rate_per_s", _float_range(0.1, 10000.0), "10", "messages a second a screen may send (token bucket)"),
+    Setting("gateway_burst", _int_range(1, 100_000), "30", "burst of messages a screen may send at once"),
+    Setting("gateway_send_queue", _int_range(8, 100_000), "256", "frames queued per screen before it counts as too slow and is cut off"),
+    Setting("gateway_backlog_cues", _int_range(1, 100_000), "200", "recent cues kept per room for resume"),
+    Setting("gateway_metrics_port", _opt_port, "", "serve the gateway's /metrics on this port of LIVECUE_METRICS_HOST instead of the screen port (empty: the screen port; 0: a free one)"),
     Setting("log_format", _choice("auto", "json", "text"), "auto", "log format: json when not on a terminal (auto)"),
     Setting("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "log level"),
 )
@@ -174,6 +201,8 @@ class Settings:
     linger_ms: int = 20
     max_task_idle_ms: int = 5000
     align_grace_ms: int = 100
+    max_queued_per_partition: int = 20000
+    max_future_ms: int = 300000
     commit_interval_s: float = 1.0
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 1.0
@@ -182,9 +211,20 @@ class Settings:
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8765
     token_secret: str = ""
+    token_secret_file: Path | None = None
+    revoked_tokens: tuple[str, ...] = ()
+    revoked_tokens_file: Path | None = None
     allowed_origins: tuple[str, ...] = ()
     max_connections: int = 1000
     max_connections_per_token: int = 8
+    gateway_max_unauthenticated: int = 256
+    gateway_max_unauthenticated_per_address: int = 16
+    gateway_auth_timeout_s: float = 3.0
+    gateway_rate_per_s: float = 10.0
+    gateway_burst: int = 30
+    gateway_send_queue: int = 256
+    gateway_backlog_cues: int = 200
+    gateway_metrics_port: int | None = None
     log_format: str = "auto"
     log_level: str = "INFO"
 
@@ -210,6 +250,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> 
     group = parser.add_argument_group("settings (flag overrides env var)")
     for name in names:
         s = _BY_NAME[name]
+        if s.secret:  # a flag shows in the process list: secrets come from env or file only
+            continue
         group.add_argument(
             s.flag, dest="setting_" + s.name, metavar=s.name.upper(), default=None,
             help=f"{s.help} [env {s.env}, default {s.default!r}]",
@@ -232,6 +274,16 @@ def load_settings(env: Mapping[str, str], flags: Mapping[str, str | None] | None
         except ValueError as exc:
             shown = "***" if s.secret else repr(raw)
             raise ConfigError(f"setting {s.name} ({source}) = {shown}: {exc}") from None
+    if values["token_secret_file"] is not None:
+        if values["token_secret"]:
+            raise ConfigError("settings token_secret and token_secret_file: set one of them, not both")
+        try:
+            text = values["token_secret_file"].read_text(encoding="utf-8").strip()
+            values["token_secret"] = _secret(text) if text else ""
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(f"setting token_secret_file = {str(values['token_secret_file'])!r}: {exc}") from None
+        if not values["token_secret"]:
+            raise ConfigError("setting token_secret_file: the file is empty")
     settings = Settings(**values)
     if settings.heartbeat_interval_s * 3 > settings.session_timeout_s:
         raise ConfigError(
@@ -251,7 +303,8 @@ def settings_table() -> str:
     """Markdown table of every setting (for the README)."""
     rows = ["| env var | flag | default | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
-        rows.append(f"| `{s.env}` | `{s.flag}` | `{s.default}` | {s.help} |")
+        flag = "(env only)" if s.secret else f"`{s.flag}`"
+        rows.append(f"| `{s.env}` | {flag} | `{s.default}` | {s.help} |")
     return "\n".join(rows)
 
 
@@ -262,6 +315,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         v = getattr(settings, s.name)
         if s.name == "broker":
             text = settings.broker_url
+        elif s.name == "token_secret_file":
+            text = ""  # already read into token_secret, which the child gets instead
         elif v is None:
             text = ""
         elif isinstance(v, tuple):
