@@ -10,7 +10,14 @@ A thin adapter around the pure modules of this package:
 * Backpressure: every screen has its own writer task fed from a bounded queue. The broadcaster
   only ever calls ``put_nowait``: it never awaits a screen. A screen whose queue fills up with
   cues, or whose socket does not take a frame within ``send_timeout_s``, is cut off (and counted);
-  stats snapshots are simply skipped for a screen that is backing up.
+  stats snapshots are simply skipped for a screen that is backing up. A ``resume`` is paged
+  through the same queue: it only ever fills half of it and waits for the writer to drain, so
+  a backlog of any size never trips the cut-off and live cues always find room.
+* Hostile clients: a socket that has not authenticated is cheap to drop. Unauthenticated sockets
+  are capped per remote address and overall, and a new one pushes out the oldest rather than
+  being refused, so an idle flood never keeps a real screen (which authenticates within
+  milliseconds) out; ``max_connections`` counts authenticated screens only. A screen is closed
+  (1008) when its token expires or is revoked (``revoked_tokens[_file]``, re-read every second).
 
 Use :class:`Gateway` as ``port = await gw.start()`` … ``await gw.stop()`` (or ``async with``).
 """
@@ -41,6 +48,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from livecue.config import Settings
+from schemas.errors import ConfigError
 from schemas.decode import decode_ack, encode
 from schemas.errors import InvalidAck
 from schemas.events import TOPIC_ACKS, TOPIC_CUES, TOPIC_ROOM_STATS
@@ -48,11 +56,11 @@ from schemas.outputs import Ack
 
 from .backlog import Backlog
 from .metrics import GatewayMetrics
-from .origins import allowed_origins, origin_ok
+from .origins import allowed_origins, origin_matches_host, origin_ok
 from .protocol import Action, Auth, ProtocolError, Resume, error_frame, frame, host_view, parse_client
-from .ratelimit import TokenBucket
+from .ratelimit import LogThrottle, TokenBucket
 from .subscriptions import ConnectionTable, TooMany
-from .tokens import Claims, TokenError, fingerprint, verify
+from .tokens import Claims, TokenError, check_secret, fingerprint, verify
 
 __all__ = ["Gateway", "Limits"]
 
@@ -62,8 +70,9 @@ log = logging.getLogger(__name__)
 _ws_log = logging.getLogger(__name__ + ".ws")
 _ws_log.setLevel(logging.WARNING)
 
+# connect-src 'self' covers the page's own ws:// and wss:// origin (CSP level 3), nothing else.
 CSP: Final = (
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; "
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; "
     "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
 )
 _TYPES: Final = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -75,9 +84,11 @@ _CHART_FIELDS: Final = ("online", "chat_per_min", "likes_per_min", "gmv_cents_pe
 
 @dataclass(frozen=True)
 class Limits:
-    """Protocol and hardening limits (defaults suit production; tests shrink some)."""
+    """Protocol and hardening limits (defaults suit production; tests shrink some).
 
-    auth_timeout_s: float = 5.0
+    :meth:`from_settings` takes the ones that are settings (``LIVECUE_GATEWAY_*``)."""
+
+    auth_timeout_s: float = 3.0
     max_message_bytes: int = 64 * 1024
     rate_per_s: float = 10.0
     burst: int = 30
@@ -95,11 +106,22 @@ class Limits:
     history_step_ms: int = 5000
     ready_timeout_s: float = 15.0
     produce_timeout_s: float = 5.0
+    max_unauthenticated: int = 256
+    max_unauthenticated_per_address: int = 16
+    housekeeping_s: float = 0.5  # expiry / revocation / stale-socket sweep period
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Limits:
+        return cls(auth_timeout_s=s.gateway_auth_timeout_s, rate_per_s=s.gateway_rate_per_s,
+                   burst=s.gateway_burst, send_queue=s.gateway_send_queue,
+                   backlog_cues=s.gateway_backlog_cues,
+                   max_unauthenticated=s.gateway_max_unauthenticated,
+                   max_unauthenticated_per_address=s.gateway_max_unauthenticated_per_address)
 
 
 class _Client:
     __slots__ = ("id", "ws", "claims", "fp", "rooms", "queue", "writer", "closed", "live_from",
-                 "bucket", "bad")
+                 "bucket", "bad", "drained", "closing", "expiry")
 
     def __init__(self, cid: str, ws: ServerConnection, queue_size: int) -> None:
         self.id = cid
@@ -113,6 +135,9 @@ class _Client:
         self.live_from: dict[str, int] = {}  # room -> seq of the first cue sent live
         self.bucket: TokenBucket | None = None
         self.bad = 0
+        self.drained = asyncio.Event()  # set by the writer when the queue is below half
+        self.closing: asyncio.Task[None] | None = None
+        self.expiry: asyncio.TimerHandle | None = None
 
 
 class Gateway:
@@ -121,7 +146,7 @@ class Gateway:
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None, *,
                  limits: Limits | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.limits = limits or Limits()
+        self.limits = limits or Limits.from_settings(settings)
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
         self.clock = clock
@@ -129,6 +154,7 @@ class Gateway:
         self.table: ConnectionTable[_Client] = ConnectionTable(
             settings.max_connections, settings.max_connections_per_token)
         if settings.token_secret:
+            check_secret(settings.token_secret)
             self._secret = settings.token_secret
         else:  # what the setting documents: a random secret per process, dev only
             self._secret = secrets.token_urlsafe(32)
@@ -145,12 +171,24 @@ class Gateway:
         self._ready = asyncio.Event()
         self._static = _load_static()
         self.port = 0
+        self.metrics_port: int | None = None  # the separate /metrics listener, when configured
+        self._metrics_server: Server | None = None
+        self._clients: set[_Client] = set()  # authenticated
+        # Sockets that have not authenticated yet, oldest first, with their remote address.
+        self._unauth: OrderedDict[ServerConnection, str] = OrderedDict()
+        self._unauth_per_addr: dict[str, int] = {}
+        self._revoked: frozenset[str] = frozenset(settings.revoked_tokens)
+        self._revoked_stamp: tuple[float, int] | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._log_throttle = LogThrottle()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> int:
         """Connect to Kafka, fill the backlog from the tail, then listen. Returns the port."""
         s, lim = self.settings, self.limits
+        if s.revoked_tokens_file is not None and not self._reload_revoked():
+            raise ConfigError(f"setting revoked_tokens_file = {str(s.revoked_tokens_file)!r}: cannot read it")
         self._producer = AIOKafkaProducer(
             bootstrap_servers=s.broker, linger_ms=s.linger_ms, client_id="livecue-gateway")
         await self._producer.start()
@@ -184,8 +222,15 @@ class Gateway:
                 process_request=self._process_request, compression=None,
                 max_size=lim.max_message_bytes, max_queue=16,
                 ping_interval=lim.ping_interval_s, ping_timeout=lim.ping_timeout_s,
-                close_timeout=lim.close_timeout_s, open_timeout=10, logger=_ws_log,
-                server_header="livecue-gateway")
+                close_timeout=lim.close_timeout_s, open_timeout=max(2.0, lim.auth_timeout_s),
+                logger=_ws_log, server_header="livecue-gateway")
+            if s.gateway_metrics_port is not None:
+                self._metrics_server = await serve(
+                    self._handle_metrics_only, s.metrics_host, s.gateway_metrics_port,
+                    process_request=self._process_metrics_request, logger=_ws_log,
+                    server_header="livecue-gateway")
+                self.metrics_port = int(next(iter(self._metrics_server.sockets)).getsockname()[1])
+            self._housekeeping = asyncio.create_task(self._housekeep(), name="gateway-housekeeping")
         except BaseException:
             await self.stop()
             raise
@@ -193,11 +238,22 @@ class Gateway:
         self._allowed = allowed_origins(s.allowed_origins, s.gateway_host, self.port)
         log.info("gateway listening", extra={
             "host": s.gateway_host, "port": self.port, "cues": len(self.backlog),
-            "origins": ",".join(sorted(self._allowed))})
+            "metrics_port": self.metrics_port or self.port,
+            "origins": ",".join(sorted(self._allowed)) + ("" if s.allowed_origins else " + same as Host")})
         return self.port
 
     async def stop(self) -> None:
         """Close every screen (1001), stop following Kafka. Idempotent."""
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._housekeeping
+            self._housekeeping = None
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._metrics_server.wait_closed(), 5)
+            self._metrics_server = None
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -360,16 +416,20 @@ class Gateway:
         if c.closed:
             return
         c.closed = True
+        c.drained.set()
         self.metrics.slow_clients.inc()
-        log.warning("slow screen cut off", extra={"conn": c.id, "why": why, "token": c.fp})
+        self._log_warning("slow screen cut off", "slow", {"conn": c.id, "why": why, "token": c.fp})
         if c.writer is not None and c.writer is not asyncio.current_task():
             c.writer.cancel()
         c.ws.transport.abort()  # a stalled peer would never complete a closing handshake
 
     async def _writer(self, c: _Client) -> None:
         send_timeout = self.limits.send_timeout_s
+        half = c.queue.maxsize // 2
         while True:
             kind, data, emitted_at = await c.queue.get()
+            if c.queue.qsize() < half:
+                c.drained.set()
             try:
                 await asyncio.wait_for(c.ws.send(data), send_timeout)
             except TimeoutError:
@@ -385,13 +445,18 @@ class Gateway:
         path = urlsplit(request.path).path
         if path == "/ws":
             origin = request.headers.get("Origin")
-            if not origin_ok(origin, self._allowed):
+            if not (origin_ok(origin, self._allowed) or (
+                    not self.settings.allowed_origins
+                    and origin_matches_host(origin, request.headers.get("Host")))):
                 self.metrics.refused.labels("bad_origin").inc()
-                log.warning("refused: origin not allowed", extra={"origin": origin[:200] if origin else None})
+                self._log_warning("refused: origin not allowed", "bad_origin",
+                                  {"origin": origin[:200] if origin else None})
                 return conn.respond(403, "origin not allowed\n")
             if len(self.table) >= self.settings.max_connections:
                 self.metrics.refused.labels("too_many").inc()
+                self._log_warning("refused: too many connections", "too_many", {})
                 return conn.respond(503, "too many connections\n")
+            self._admit_unauthenticated(conn)
             return None
         if "upgrade" in request.headers.get("Connection", "").lower():
             return conn.respond(404, "websocket endpoint is /ws\n")
@@ -400,7 +465,7 @@ class Gateway:
             body = orjson.dumps({"status": "ok" if ok else "starting", "connections": len(self.table),
                                  "cues": len(self.backlog)})
             return _response(200 if ok else 503, body, "application/json")
-        if path == "/metrics":
+        if path == "/metrics" and self._metrics_server is None:
             return _response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
         name = _PAGES.get(path) or (path[len("/static/"):] if path.startswith("/static/") else None)
         if name is not None and name in self._static:
@@ -408,13 +473,129 @@ class Gateway:
             return _response(200, body, ctype, page=True)
         return conn.respond(404, "not found\n")
 
+    async def _process_metrics_request(self, conn: ServerConnection, request: Request) -> Response:
+        """The separate metrics listener: /metrics and /healthz, nothing else."""
+        path = urlsplit(request.path).path
+        if path == "/metrics":
+            return _response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+        if path == "/healthz":
+            ok = self._ready.is_set() and self._consume_task is not None and not self._consume_task.done()
+            return _response(200 if ok else 503, orjson.dumps({"status": "ok" if ok else "starting"}),
+                             "application/json")
+        return conn.respond(404, "not found\n")
+
+    async def _handle_metrics_only(self, ws: ServerConnection) -> None:  # never reached: no upgrade
+        await ws.close(1008, "no websocket here")
+
+    # -- hostile clients -------------------------------------------------------------------
+
+    def _log_warning(self, msg: str, key: str, extra: dict[str, Any]) -> None:
+        """A warning, throttled per ``key`` so that a flood writes a few lines, not one per attempt."""
+        suppressed = self._log_throttle.allow(key, time.monotonic())
+        if suppressed is None:
+            return
+        if suppressed:
+            extra = {**extra, "suppressed": suppressed}
+        log.warning(msg, extra=extra)
+
+    def _admit_unauthenticated(self, conn: ServerConnection) -> None:
+        """Count a socket that has yet to authenticate; at a cap, drop the oldest such socket
+        (of the same address first) instead of refusing the new one."""
+        addr = _remote_addr(conn)
+        lim = self.limits
+        if self._unauth_per_addr.get(addr, 0) >= lim.max_unauthenticated_per_address:
+            self._drop_unauthenticated(next(c for c, a in self._unauth.items() if a == addr))
+        if len(self._unauth) >= lim.max_unauthenticated:
+            self._drop_unauthenticated(next(iter(self._unauth)))
+        self._unauth[conn] = addr
+        self._unauth_per_addr[addr] = self._unauth_per_addr.get(addr, 0) + 1
+
+    def _forget_unauthenticated(self, conn: ServerConnection) -> None:
+        addr = self._unauth.pop(conn, None)
+        if addr is not None:
+            n = self._unauth_per_addr[addr] - 1
+            if n:
+                self._unauth_per_addr[addr] = n
+            else:
+                del self._unauth_per_addr[addr]
+
+    def _drop_unauthenticated(self, conn: ServerConnection) -> None:
+        self._forget_unauthenticated(conn)
+        self.metrics.refused.labels("crowded_out").inc()
+        self._log_warning("unauthenticated socket dropped for a newer one", "crowded_out",
+                          {"remote": _remote_addr(conn)})
+        conn.transport.abort()  # nothing to say to a socket that never authenticated
+
+    def _end(self, c: _Client, reason: str, message: str) -> asyncio.Task[None]:
+        """Close an authenticated screen with 1008 ``reason`` (after an error frame). Safe to
+        call from a timer; the handler awaits ``c.closing`` before it returns."""
+        if c.closing is not None:
+            return c.closing
+        c.closed = True
+        c.drained.set()
+        self.metrics.refused.labels(reason).inc()
+        self._log_warning("screen closed", reason, {"conn": c.id, "reason": reason, "token": c.fp})
+        if c.writer is not None and c.writer is not asyncio.current_task():
+            c.writer.cancel()
+
+        async def close() -> None:
+            with contextlib.suppress(ConnectionClosed, TimeoutError):
+                await asyncio.wait_for(c.ws.send(error_frame(reason, message)), self.limits.close_timeout_s)
+            with contextlib.suppress(ConnectionClosed):
+                await c.ws.close(1008, reason)
+
+        c.closing = asyncio.create_task(close(), name=f"gateway-close-{c.id}")
+        return c.closing
+
+    def _reload_revoked(self) -> bool:
+        """Re-read ``revoked_tokens_file`` when it changed. False when it cannot be read."""
+        path = self.settings.revoked_tokens_file
+        if path is None:
+            return True
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime, st.st_size)
+            if stamp == self._revoked_stamp:
+                return True
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            self._log_warning("revocation list unreadable; keeping the last one", "revoked_file",
+                              {"error": type(exc).__name__})
+            return False
+        ids = {line.split("#", 1)[0].strip() for line in text.splitlines()}
+        self._revoked = frozenset(self.settings.revoked_tokens) | {i for i in ids if i}
+        self._revoked_stamp = stamp
+        log.info("revocation list loaded", extra={"revoked": len(self._revoked)})
+        return True
+
+    async def _housekeep(self) -> None:
+        """Every ``housekeeping_s``: close expired and revoked screens, forget sockets that
+        closed before their handler ran (a failed handshake)."""
+        while True:
+            await asyncio.sleep(self.limits.housekeeping_s)
+            self._reload_revoked()
+            now = self.clock()
+            for c in list(self._clients):
+                if c.closed or c.claims is None:
+                    continue
+                if c.claims.jti in self._revoked:
+                    self._end(c, "revoked", "token revoked")
+                elif c.claims.exp <= now:
+                    self._end(c, "expired", "token expired")
+            for conn in [k for k in self._unauth if k.state.name == "CLOSED"]:
+                self._forget_unauthenticated(conn)
+
+    def _expire_at_exp(self, c: _Client) -> None:
+        if not c.closed and c.claims is not None and c.claims.exp <= self.clock():
+            self._end(c, "expired", "token expired")
+        elif not c.closed and c.claims is not None:  # the clock is behind the timer: look again
+            c.expiry = asyncio.get_running_loop().call_later(0.05, self._expire_at_exp, c)
+
+    # -- screens ---------------------------------------------------------------------------
+
     async def _handle(self, ws: ServerConnection) -> None:
         c = _Client(f"c{next(self._ids)}", ws, self.limits.send_queue)
-        try:
-            self.table.open(c)
-        except TooMany:
-            self.metrics.refused.labels("too_many").inc()
-            await ws.close(1013, "too many connections")
+        if ws not in self._unauth:  # already pushed out by a newer socket
             return
         try:
             if not await self._authenticate(c):
@@ -433,15 +614,24 @@ class Gateway:
         except ConnectionClosed:
             pass
         finally:
+            self._forget_unauthenticated(ws)
+            self._clients.discard(c)
             self.table.close(c)
             c.closed = True
+            c.drained.set()
+            if c.expiry is not None:
+                c.expiry.cancel()
             if c.writer is not None:
                 c.writer.cancel()
-            log.info("screen disconnected", extra={"conn": c.id, "code": ws.close_code})
+            if c.closing is not None:
+                with contextlib.suppress(Exception):
+                    await c.closing
+            if c.claims is not None:  # a refused socket was logged once already (throttled)
+                log.info("screen disconnected", extra={"conn": c.id, "code": ws.close_code})
 
     async def _refuse(self, c: _Client, reason: str, message: str) -> None:
         self.metrics.refused.labels(reason).inc()
-        log.warning("refused", extra={"conn": c.id, "reason": reason, "token": c.fp or None})
+        self._log_warning("refused", reason, {"conn": c.id, "reason": reason, "token": c.fp or None})
         with contextlib.suppress(ConnectionClosed):
             await c.ws.send(error_frame(reason, message))
             await c.ws.close(1008, message[:120])
@@ -473,19 +663,30 @@ class Gateway:
         c.fp = fingerprint(token)
         try:
             claims = verify(self._secret, token, self.clock())
+            if claims.jti in self._revoked:
+                raise TokenError("revoked", "token revoked")
         except TokenError as exc:
             await self._refuse(c, exc.reason, exc.detail)
             return False
+        c.fp = claims.jti  # the token's id: caps, logs and revocation use it, not its spelling
         rooms = claims.rooms if wanted is None else wanted
         if not set(rooms) <= set(claims.rooms):
             await self._refuse(c, "wrong_room", "token does not grant that room")
             return False
-        try:
-            self.table.authenticate(c, c.fp, rooms)
-        except TooMany:
-            await self._refuse(c, "too_many", "too many connections for this token")
+        if c.ws not in self._unauth:  # pushed out while its token was checked
             return False
+        try:
+            self.table.open(c)
+            self.table.authenticate(c, claims.jti, rooms)
+        except TooMany as exc:
+            self.table.close(c)
+            await self._refuse(c, "too_many", f"too many connections ({exc.scope})")
+            return False
+        self._forget_unauthenticated(c.ws)
+        self._clients.add(c)
         c.claims, c.rooms = claims, rooms
+        c.expiry = asyncio.get_running_loop().call_later(
+            max(0.0, claims.exp - self.clock()), self._expire_at_exp, c)
         c.bucket = TokenBucket(self.limits.rate_per_s, self.limits.burst, time.monotonic())
         log.info("screen connected", extra={
             "conn": c.id, "role": claims.role, "rooms": len(rooms), "token": c.fp, "by": claims.by})
@@ -515,9 +716,15 @@ class Gateway:
     async def _on_message(self, c: _Client, raw: str | bytes) -> bool:
         """Handle one frame after auth. Returns False when the connection must end."""
         assert c.claims is not None and c.bucket is not None
+        if c.claims.exp <= self.clock():  # nothing, an ack least of all, after exp
+            await self._end(c, "expired", "token expired")
+            return False
+        if c.claims.jti in self._revoked:
+            await self._end(c, "revoked", "token revoked")
+            return False
         if not c.bucket.allow(time.monotonic()):
             self.metrics.refused.labels("rate_limited").inc()
-            log.warning("rate limit exceeded; closing", extra={"conn": c.id})
+            self._log_warning("rate limit exceeded; closing", "rate_limited", {"conn": c.id})
             with contextlib.suppress(ConnectionClosed):
                 await c.ws.send(error_frame("rate_limited", "too many messages"))
                 await c.ws.close(1008, "rate limit exceeded")
@@ -527,7 +734,7 @@ class Gateway:
             if isinstance(msg, Auth):
                 raise ProtocolError("already_authenticated", "already authenticated")
             if isinstance(msg, Resume):
-                self._resume(c, msg)
+                await self._resume(c, msg)
             else:
                 await self._action(c, msg)
         except ProtocolError as exc:
@@ -535,13 +742,24 @@ class Gateway:
             self._enqueue(c, "error", error_frame(exc.code, exc.message), critical=True)
             if c.bad >= self.limits.max_bad_messages:
                 self.metrics.refused.labels("bad_messages").inc()
-                log.warning("too many bad messages; closing", extra={"conn": c.id})
+                self._log_warning("too many bad messages; closing", "bad_messages", {"conn": c.id})
                 with contextlib.suppress(ConnectionClosed):
                     await c.ws.close(1008, "too many bad messages")
                 return False
         return True
 
-    def _resume(self, c: _Client, msg: Resume) -> None:
+    async def _room_in_queue(self, c: _Client) -> bool:
+        """Wait until the screen's queue is below half full (the other half stays free for live
+        cues). False when the screen went away meanwhile."""
+        half = c.queue.maxsize // 2
+        while not c.closed and c.queue.qsize() >= half:
+            c.drained.clear()
+            await c.drained.wait()
+        return not c.closed
+
+    async def _resume(self, c: _Client, msg: Resume) -> None:
+        """Send each room's missed cues and their states, paged through the writer: this screen's
+        handler waits for its own queue to drain; nobody else waits."""
         assert c.claims is not None
         host = c.claims.role == "host"
         now = self.clock()
@@ -552,16 +770,22 @@ class Gateway:
                                                       room_id=room), critical=True)
                 continue
             rep = self.backlog.since(room, last_seq, now)
-            upto = c.live_from.get(room)
             sent = 0
             for e in rep.entries:
+                upto = c.live_from.get(room)
                 if upto is not None and e.seq >= upto:
                     break  # from here on this screen got it live
+                if not await self._room_in_queue(c):
+                    return
                 self._enqueue(c, "cue", frame(host_view(e.cue) if host else e.cue), critical=True)
                 sent += 1
             for st in rep.states:
+                if not await self._room_in_queue(c):
+                    return
                 self._enqueue(c, "cue_state", frame(st.message(self.backlog.seq_of(room, st.cue_id))),
                               critical=True)
+            if not await self._room_in_queue(c):
+                return
             self._enqueue(c, "resumed", frame({"type": "resumed", "room_id": room, "after": last_seq,
                                                "cues": sent, "gap": rep.gap}), critical=True)
             log.info("resumed", extra={"conn": c.id, "after": last_seq, "cues": sent, "gap": rep.gap})
@@ -594,6 +818,13 @@ def _json_object(value: bytes | None) -> dict[str, Any]:
     if type(obj) is not dict:
         raise ValueError("not a JSON object")
     return obj
+
+
+def _remote_addr(conn: ServerConnection) -> str:
+    try:
+        return str(conn.remote_address[0])
+    except (TypeError, IndexError, OSError):
+        return "?"
 
 
 def _is_id(v: object) -> bool:

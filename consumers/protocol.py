@@ -28,7 +28,7 @@ CUE_STATE_OF: Final = {"ack": "acked", "done": "done", "dismiss": "dismissed"}
 
 ErrorCode: TypeAlias = Literal[
     "bad_message", "unknown_type", "auth_required", "already_authenticated", "forbidden",
-    "wrong_room", "unknown_cue", "rate_limited", "unavailable",
+    "wrong_room", "unknown_cue", "rate_limited", "unavailable", "expired", "revoked",
 ]
 
 

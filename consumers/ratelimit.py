@@ -1,8 +1,8 @@
-"""A token bucket per connection (pure: the caller passes the time)."""
+"""Rate limits (pure: the caller passes the time): a token bucket per connection, and a throttle for log lines."""
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket"]
+__all__ = ["TokenBucket", "LogThrottle"]
 
 
 class TokenBucket:
@@ -34,3 +34,32 @@ class TokenBucket:
     @property
     def tokens(self) -> float:
         return self._tokens
+
+
+class LogThrottle:
+    """At most ``burst`` log lines per key per ``interval_s``; the next line allowed after a
+    quiet spell says how many were suppressed. A flood of refused connections then costs a
+    few lines a key, not two per attempt (pure: the caller passes the time)."""
+
+    __slots__ = ("interval_s", "burst", "_window", "_suppressed")
+
+    def __init__(self, interval_s: float = 10.0, burst: int = 5) -> None:
+        self.interval_s = interval_s
+        self.burst = burst
+        self._window: dict[str, tuple[float, int]] = {}  # key -> (window start, lines in it)
+        self._suppressed: dict[str, int] = {}
+
+    def allow(self, key: str, now: float) -> int | None:
+        """None: drop this line. Else log it, with the returned count of lines suppressed
+        since the last one logged for ``key``."""
+        start, n = self._window.get(key, (now, 0))
+        if now - start >= self.interval_s or now < start:
+            start, n = now, 0
+        if n >= self.burst:
+            self._window[key] = (start, n)
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return None
+        self._window[key] = (start, n + 1)
+        if len(self._window) > 1000:  # keys are bounded by the caller; this is a backstop
+            self._window.clear()
+        return self._suppressed.pop(key, 0)

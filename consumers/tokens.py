@@ -1,48 +1,58 @@
-"""Screen tokens: signed, expiring, room-scoped access grants (pure; time is passed in).
+"""Screen tokens: signed, expiring, room-scoped access grants (JWT, HS256, via PyJWT).
 
-Format: ``lc1.<payload>.<mac>``, both parts base64url without padding. ``payload`` is compact
-JSON ``{"v":1,"role":..,"rooms":[..],"by":..,"iat":..,"exp":..,"jti":..}`` (seconds since the
-epoch) and ``mac`` is HMAC-SHA256 over ``"lc1." + payload`` with the shared secret. Verification
-compares MACs with :func:`hmac.compare_digest` before it parses anything.
+A token is a compact JWT signed with HMAC-SHA256 over the shared secret (at least 32 bytes).
+Its claims: ``role``, ``rooms``, ``by``, ``aud`` (``livecue-screen``), and the registered
+``iat``, ``nbf``, ``exp`` and ``jti`` claims, which PyJWT requires and checks (signature first,
+then times, with :data:`LEEWAY_S` of clock skew). ``jti`` is the token's id: per-token caps,
+revocation and logs use it, never the token's spelling (one token has several spellings).
 
-A token is a bearer secret: never log it; log :func:`fingerprint` instead.
+A hand-rolled format (``lc1.…``) was used before; it let one token pass under several
+fingerprints (the MAC's last base64url character carries unused bits). The library removes that
+class of bug. A token is a bearer secret: never log it; log the ``jti`` (or :func:`fingerprint`
+for a token that did not verify).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
-import orjson
+import jwt
 
 from schemas.errors import LiveCueError
 
 __all__ = [
     "ScreenRole", "SCREEN_ROLES", "Claims", "TokenError", "mint", "verify", "fingerprint",
-    "parse_ttl", "MAX_TOKEN_CHARS", "MAX_ROOMS",
+    "parse_ttl", "check_secret", "MAX_TOKEN_CHARS", "MAX_ROOMS", "MIN_SECRET_BYTES", "LEEWAY_S",
+    "AUDIENCE",
 ]
 
 ScreenRole: TypeAlias = Literal["controller", "host", "viewer"]
 SCREEN_ROLES: Final = ("controller", "host", "viewer")
-PREFIX: Final = "lc1."
 MAX_TOKEN_CHARS: Final = 4096
-MAX_ROOMS: Final = 32
+#: Rooms one token may grant: a control room over 50 busy rooms must fit.
+MAX_ROOMS: Final = 64
 MAX_TTL_S: Final = 30 * 24 * 3600
-#: Tolerated clock skew between the minting host and the gateway.
-SKEW_S: Final = 60
+#: HS256 wants a key at least as long as its output (RFC 7518 §3.2).
+MIN_SECRET_BYTES: Final = 32
+#: Tolerated clock skew between the minting host and the gateway (nbf, iat and exp).
+LEEWAY_S: Final = 5
+AUDIENCE: Final = "livecue-screen"
+_ALGORITHM: Final = "HS256"
 #: Room ids and names: what the wire contract allows for an id (1..128 characters), minus controls.
 _ID_RE: Final = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+_JTI_RE: Final = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+_JWT: Final = jwt.PyJWT(options={"enforce_minimum_key_length": True})
 
 
 class TokenError(LiveCueError, ValueError):
-    """A token that grants nothing. ``reason`` is ``bad_token`` or ``expired`` (metric label)."""
+    """A token that grants nothing. ``reason`` (a metric label and the error code the screen
+    gets) is ``bad_token``, ``expired`` or ``revoked``."""
 
-    def __init__(self, reason: Literal["bad_token", "expired"], detail: str) -> None:
+    def __init__(self, reason: Literal["bad_token", "expired", "revoked"], detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
@@ -64,31 +74,22 @@ class Claims:
         return self.role == "controller"
 
 
-def _b64e(b: bytes) -> str:
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode("ascii")
-
-
-_B64_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _b64d(s: str) -> bytes:
-    if not _B64_RE.fullmatch(s):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-
-
-def _mac(secret: str, signed: str) -> bytes:
-    return hmac.new(secret.encode("utf-8"), signed.encode("ascii"), hashlib.sha256).digest()
+def check_secret(secret: str) -> bytes:
+    """The secret as key bytes; :class:`ValueError` when shorter than :data:`MIN_SECRET_BYTES`."""
+    key = secret.encode("utf-8")
+    if len(key) < MIN_SECRET_BYTES:
+        raise ValueError(f"token secret must be at least {MIN_SECRET_BYTES} bytes "
+                         "(e.g. openssl rand -hex 32)")
+    return key
 
 
 def mint(secret: str, role: str, rooms: list[str] | tuple[str, ...], ttl_s: int, by: str, now: float,
          jti: str | None = None) -> str:
     """A token granting ``role`` on ``rooms`` for ``ttl_s`` seconds from ``now``.
 
-    Raises :class:`ValueError` for an empty secret, unknown role, bad room id or TTL.
+    Raises :class:`ValueError` for a short secret, unknown role, bad room id, TTL or jti.
     """
-    if not secret:
-        raise ValueError("token secret is empty (set LIVECUE_TOKEN_SECRET)")
+    key = check_secret(secret)
     if role not in SCREEN_ROLES:
         raise ValueError(f"role must be one of {', '.join(SCREEN_ROLES)}")
     rooms = tuple(dict.fromkeys(rooms))
@@ -101,52 +102,54 @@ def mint(secret: str, role: str, rooms: list[str] | tuple[str, ...], ttl_s: int,
         raise ValueError("by: 1..128 printable characters")
     if not 0 < ttl_s <= MAX_TTL_S:
         raise ValueError(f"ttl must be 1 s .. {MAX_TTL_S // 86400} days")
+    jti = jti or secrets.token_hex(8)
+    if not _JTI_RE.fullmatch(jti):
+        raise ValueError("jti: 1..64 characters of A-Z a-z 0-9 _ . : -")
     iat = int(now)
-    payload = {"v": 1, "role": role, "rooms": list(rooms), "by": by, "iat": iat,
-               "exp": iat + int(ttl_s), "jti": jti or secrets.token_hex(8)}
-    body = _b64e(orjson.dumps(payload))
-    return PREFIX + body + "." + _b64e(_mac(secret, PREFIX + body))
+    claims = {"role": role, "rooms": list(rooms), "by": by, "aud": AUDIENCE,
+              "iat": iat, "nbf": iat, "exp": iat + int(ttl_s), "jti": jti}
+    return _JWT.encode(claims, key, algorithm=_ALGORITHM)
 
 
-def verify(secret: str, token: object, now: float) -> Claims:
-    """The claims of a valid, unexpired token signed with ``secret``; else :class:`TokenError`."""
-    if not secret:
-        raise TokenError("bad_token", "no secret configured")
-    if type(token) is not str or not token.startswith(PREFIX) or len(token) > MAX_TOKEN_CHARS:
-        raise TokenError("bad_token", "malformed token")
-    parts = token[len(PREFIX):].split(".")
-    if len(parts) != 2:
-        raise TokenError("bad_token", "malformed token")
-    body, mac_text = parts
-    if not _B64_RE.fullmatch(body):
-        raise TokenError("bad_token", "malformed token")
+def verify(secret: str, token: object, now: float | None = None) -> Claims:
+    """The claims of a valid, unexpired token signed with ``secret``; else :class:`TokenError`.
+
+    PyJWT checks the signature, then ``exp``/``nbf``/``iat`` against the wall clock with
+    :data:`LEEWAY_S`; ``now`` (the caller's clock, when given) must also be before ``exp``.
+    """
     try:
-        mac = _b64d(mac_text)
+        key = check_secret(secret)
     except ValueError:
-        raise TokenError("bad_token", "malformed token") from None
-    if not hmac.compare_digest(mac, _mac(secret, PREFIX + body)):
-        raise TokenError("bad_token", "bad signature")
+        raise TokenError("bad_token", "no usable secret configured") from None
+    if type(token) is not str or not 0 < len(token) <= MAX_TOKEN_CHARS or not token.isascii():
+        raise TokenError("bad_token", "malformed token")
     try:
-        p = orjson.loads(_b64d(body))
-    except (ValueError, orjson.JSONDecodeError):
-        raise TokenError("bad_token", "malformed payload") from None
-    if type(p) is not dict or p.get("v") != 1:
-        raise TokenError("bad_token", "unknown token version")
+        p: dict[str, Any] = _JWT.decode(
+            token, key, algorithms=[_ALGORITHM], audience=AUDIENCE, leeway=LEEWAY_S,
+            options={"require": ["exp", "iat", "nbf", "jti", "aud"]})
+    except jwt.ExpiredSignatureError:
+        raise TokenError("expired", "token expired") from None
+    except jwt.InvalidSignatureError:
+        raise TokenError("bad_token", "bad signature") from None
+    except jwt.ImmatureSignatureError:
+        raise TokenError("bad_token", "not valid yet") from None
+    except jwt.PyJWTError:
+        raise TokenError("bad_token", "malformed token") from None
     role, rooms, by, iat, exp, jti = (p.get(k) for k in ("role", "rooms", "by", "iat", "exp", "jti"))
     if (role not in SCREEN_ROLES or type(rooms) is not list or not 0 < len(rooms) <= MAX_ROOMS
             or not all(type(r) is str and _ID_RE.fullmatch(r) for r in rooms)
             or type(by) is not str or not _ID_RE.fullmatch(by)
-            or type(iat) is not int or type(exp) is not int or type(jti) is not str):
+            or type(iat) is not int or type(exp) is not int
+            or type(jti) is not str or not _JTI_RE.fullmatch(jti)):
         raise TokenError("bad_token", "malformed claims")
-    if iat > now + SKEW_S:
-        raise TokenError("bad_token", "issued in the future")
-    if exp <= now:
+    if now is not None and exp <= now:
         raise TokenError("expired", "token expired")
     return Claims(role, tuple(rooms), by, iat, exp, jti)
 
 
 def fingerprint(token: str) -> str:
-    """A short, non-reversible id of a token, safe for logs and per-token accounting."""
+    """A short, non-reversible id of a token's spelling, safe for logs of tokens that did not
+    verify. Accounting uses the verified ``jti`` instead."""
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:12]
 
 

@@ -53,7 +53,7 @@ def test_settings(broker: EmbeddedBroker, tmp_path: Path, uid: str) -> Settings:
         "LIVECUE_SESSION_TIMEOUT_S": "6",
         "LIVECUE_HEARTBEAT_INTERVAL_S": "0.5",
         "LIVECUE_COMMIT_INTERVAL_S": "0.2",
-        "LIVECUE_TOKEN_SECRET": "test-secret-" + uid,
+        "LIVECUE_TOKEN_SECRET": "test-secret-" + uid * 4,  # >= 32 bytes, as the setting requires
         "LIVECUE_LOG_FORMAT": "text",
     }
     return load_settings(env)

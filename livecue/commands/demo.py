@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 
 from livecue.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
 from livecue.config import Settings
+from livecue.commands.token import refuse_secret_flag
 from livecue.recording import Record, record_of
 from livecue.sim import SCENARIOS, generate
 from livecue.sim.send import Progress, parse_speed, send_paced
@@ -39,13 +40,15 @@ from schemas.events import TOPIC_CUES
 
 NAME = "demo"
 HELP = "run everything locally (broker, worker, gateway, a simulated two-room show) and print the screen URLs"
-SETTINGS = ("broker", "partitions", "gateway_host", "gateway_port", "token_secret", "playbook",
+# token_secret has no flag (a flag shows in the process list): LIVECUE_TOKEN_SECRET[_FILE] or random.
+SETTINGS = ("broker", "partitions", "gateway_host", "gateway_port", "playbook",
             "linger_ms", "log_format", "log_level")
 
 TOKEN_TTL_S = 12 * 3600
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    refuse_secret_flag(p)
     p.add_argument("--external-broker", action="store_true",
                    help="use the Kafka named by --broker / LIVECUE_BROKER instead of starting the embedded one")
     p.add_argument("--rooms", type=int, default=2, help="simulated rooms (default 2)")
@@ -153,6 +156,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         env.update({
             "LIVECUE_BROKER": url,
             "LIVECUE_TOKEN_SECRET": secret,
+            "LIVECUE_TOKEN_SECRET_FILE": "",  # already read into secret
             "LIVECUE_GATEWAY_HOST": host,
             "LIVECUE_GATEWAY_PORT": str(port),
             "LIVECUE_APP_ID": f"livecue-demo-{tag}",

@@ -14,18 +14,24 @@ from prometheus_client import CollectorRegistry
 from consumers.gateway import Gateway
 from consumers.tokens import mint
 from livecue.config import Settings
+from livecue.commands.token import refuse_secret_flag
 
 NAME = "gateway"
 HELP = "serve the screens over websockets (reads live.cues / live.room_stats / live.acks)"
 SETTINGS = (
-    "broker", "gateway_host", "gateway_port", "token_secret", "allowed_origins", "max_connections",
-    "max_connections_per_token", "fetch_max_wait_ms", "linger_ms", "log_format", "log_level",
+    # token_secret is read from LIVECUE_TOKEN_SECRET (or the file) only: a flag shows in `ps`.
+    "broker", "gateway_host", "gateway_port", "token_secret_file", "revoked_tokens",
+    "revoked_tokens_file", "allowed_origins", "max_connections", "max_connections_per_token",
+    "gateway_max_unauthenticated", "gateway_max_unauthenticated_per_address", "gateway_auth_timeout_s",
+    "gateway_rate_per_s", "gateway_burst", "gateway_send_queue", "gateway_backlog_cues",
+    "gateway_metrics_port", "metrics_host", "fetch_max_wait_ms", "linger_ms", "log_format", "log_level",
 )
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    refuse_secret_flag(p)
     p.add_argument("--port", type=int, default=None, help="listen port (overrides --gateway-port; 0: a free one)")
     p.add_argument("--host", default=None, help="listen address (overrides --gateway-host)")
     p.add_argument("--dev-room", action="append", default=[], metavar="ROOM_ID",
@@ -66,7 +72,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         changes["gateway_host"] = args.host
     settings = settings.replace(**changes)
     if not settings.token_secret and not args.dev_room:
-        print("livecue gateway: LIVECUE_TOKEN_SECRET (or --token-secret) must be set; "
+        print("livecue gateway: LIVECUE_TOKEN_SECRET (or LIVECUE_TOKEN_SECRET_FILE) must be set; "
               "`livecue token` signs with the same secret (or pass --dev-room for a throwaway one)",
               file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from consumers.gateway import Gateway, Limits
-from consumers.tokens import fingerprint, mint
+from consumers.tokens import fingerprint, mint, verify
 from livecue.broker import EmbeddedBroker
 from livecue.config import Settings
 from producers import Kafka
@@ -74,8 +74,11 @@ async def gateway(test_settings: Settings) -> AsyncIterator[Gateway]:
 
 
 def token(settings: Settings, role: str, *rooms: str, by: str = "tester", ttl: int = 3600,
-          now: float | None = None, secret: str | None = None) -> str:
-    return mint(secret or settings.token_secret, role, list(rooms), ttl, by, now or time.time())
+          now: float | None = None, secret: str | None = None, jti: str | None = None) -> str:
+    return mint(secret or settings.token_secret, role, list(rooms), ttl, by, now or time.time(), jti=jti)
+
+
+FORGER = "not-the-secret-" + "f" * 32  # long enough to sign with, but not the gateway's
 
 
 async def screen(gw: Gateway, tok: str, rooms: list[str] | None = None, **kw: Any) -> ClientConnection:
@@ -185,7 +188,7 @@ async def test_bearer_header_authenticates_a_tool_and_tokens_stay_out_of_logs(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     room = f"rt-{uid}"
-    good, bad = token(test_settings, "viewer", room), token(test_settings, "viewer", room, secret="x")
+    good, bad = token(test_settings, "viewer", room), token(test_settings, "viewer", room, secret=FORGER)
     async with connect(gateway.ws_url, additional_headers={"Authorization": "Bearer " + good}) as ws:
         assert (await recv(ws))["type"] == "hello"
         await kafka.cue(cue(room, 1))
@@ -196,7 +199,8 @@ async def test_bearer_header_authenticates_a_tool_and_tokens_stay_out_of_logs(
     # Everything the gateway process logs (the test's own websockets client logs its headers at DEBUG).
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records
                         if not r.name.startswith("websockets.client"))
-    assert fingerprint(good) in logged and fingerprint(bad) in logged, "a fingerprint is logged instead"
+    jti = verify(test_settings.token_secret, good).jti
+    assert jti in logged and fingerprint(bad) in logged, "the token id (or a fingerprint) is logged instead"
     for tok in (good, bad):
         assert tok not in logged and tok.split(".")[2] not in logged
 
@@ -214,7 +218,7 @@ async def test_bad_tokens_are_refused(gateway: Gateway, test_settings: Settings,
         auth["token"] = token(test_settings, "controller", room, ttl=60, now=time.time() - 120)
         reason = "expired"
     elif case == "forged":
-        auth["token"] = token(test_settings, "controller", room, secret="not-the-secret")
+        auth["token"] = token(test_settings, "controller", room, secret=FORGER)
         reason = "bad_token"
     elif case == "tampered":  # a host token whose payload claims controller, signature kept
         import base64
@@ -231,7 +235,7 @@ async def test_bad_tokens_are_refused(gateway: Gateway, test_settings: Settings,
         auth["token"], auth["rooms"] = good, [f"other-{uid}"]
         reason = "wrong_room"
     else:
-        headers["Authorization"] = "Bearer " + token(test_settings, "viewer", room, secret="x")
+        headers["Authorization"] = "Bearer " + token(test_settings, "viewer", room, secret=FORGER)
         reason = "bad_token"
     before = sample(gateway, "livecue_gateway_refused_total", reason=reason)
     ws = await connect(gateway.ws_url, additional_headers=headers)
@@ -529,7 +533,8 @@ async def test_http_routes_health_metrics_pages_and_security_headers(gateway: Ga
     for path, marker in (("/", b"control.js"), ("/host", b"host.js")):
         status, headers, body = await asyncio.to_thread(http_get, base + path)
         assert status == 200 and marker in body
-        assert headers["Content-Security-Policy"].startswith("default-src 'self'; connect-src 'self' ws: wss:")
+        # connect-src: the page's own origin only (ws/wss included by CSP level 3), no other host.
+        assert headers["Content-Security-Policy"].startswith("default-src 'self'; connect-src 'self';")
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "no-referrer"
     status, headers, _ = await asyncio.to_thread(http_get, base + "/static/control.js")
