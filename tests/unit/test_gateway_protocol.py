@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.origins import allowed_origins, origin_ok, own_origins
+from consumers.origins import allowed_origins, origin_matches_host, origin_ok, own_origins
 from consumers.protocol import Action, Auth, ProtocolError, Resume, host_view, parse_client
-from consumers.ratelimit import TokenBucket
+from consumers.ratelimit import LogThrottle, TokenBucket
 
 
 def test_valid_messages() -> None:
@@ -69,6 +69,35 @@ def test_origins() -> None:
     configured = allowed_origins(("https://ops.example.com",), "127.0.0.1", 8765)
     assert origin_ok("https://ops.example.com", configured)
     assert not origin_ok("http://127.0.0.1:8765", configured), "the setting replaces the default"
+
+
+def test_origin_matching_the_host_header() -> None:
+    """The default for a gateway bound to 0.0.0.0 or behind a proxy that keeps Host."""
+    for origin, host in (("http://192.168.1.20:8765", "192.168.1.20:8765"), ("https://cues.example.com", "cues.example.com"),
+                         ("https://cues.example.com", "cues.example.com:443"), ("http://Cues.Example.com", "cues.example.com"),
+                         ("https://[2001:db8::1]:8443", "[2001:db8::1]:8443"), ("http://h:80", "h")):
+        assert origin_matches_host(origin, host), (origin, host)
+    for origin, host in (("https://evil.example", "cues.example.com"), ("https://cues.example.com", "cues.example.com:8443"),
+                         ("http://cues.example.com", "cues.example.com:443"), ("https://cues.example.com.evil.example", "cues.example.com"),
+                         ("null", "cues.example.com"), (None, "h"), ("http://h", None), ("http://h/path", "h"),
+                         ("ftp://h", "h"), ("http://u@h", "h"), ("http://h:99999", "h:99999"), ("http://h:", "h"),
+                         ("http://h", "h evil"), ("http://h", "h:1:2"), ("http://" + "h" * 400, "h" * 400)):
+        assert not origin_matches_host(origin, host), (origin, host)
+
+
+@given(st.one_of(st.none(), st.text(max_size=80)), st.one_of(st.none(), st.text(max_size=80)))
+def test_origin_matches_host_never_raises(origin: str | None, host: str | None) -> None:
+    assert origin_matches_host(origin, host) in (True, False)
+
+
+def test_log_throttle_bounds_lines_per_key_and_counts_the_rest() -> None:
+    th = LogThrottle(interval_s=10.0, burst=2)
+    assert [th.allow("bad_origin", 0.0) for _ in range(5)] == [0, 0, None, None, None]
+    assert th.allow("auth_timeout", 1.0) == 0, "keys are independent"
+    assert th.allow("bad_origin", 9.9) is None
+    assert th.allow("bad_origin", 10.0) == 4, "the next line says how many were dropped"
+    assert th.allow("bad_origin", 10.1) == 0
+    assert th.allow("bad_origin", 10.2) is None
 
 
 def test_token_bucket() -> None:
