@@ -121,14 +121,23 @@ _TYPES_TEXT: Final = ", ".join(EVENT_CLASSES)
 
 
 def _fields(obj: dict[str, Any], checks: tuple[tuple[str, _Check], ...], prefix: str = "") -> list[Any]:
-    out = []
     get = obj.get
-    for name, check in checks:
-        v = get(name, _MISSING)
-        if v is _MISSING:
-            raise InvalidEvent(f"{prefix}{name}: missing", prefix + name)
-        out.append(check(v, prefix + name))
-    return out
+    if prefix:
+        out = []
+        for name, check in checks:
+            v = get(name, _MISSING)
+            if v is _MISSING:
+                raise InvalidEvent(f"{prefix}{name}: missing", prefix + name)
+            out.append(check(v, prefix + name))
+        return out
+    # the per-event path: no per-field string building
+    try:
+        return [check(obj[name], name) for name, check in checks]
+    except KeyError:
+        for name, _check in checks:
+            if name not in obj:
+                raise InvalidEvent(f"{name}: missing", name) from None
+        raise
 
 
 def _parse_object(raw: bytes | bytearray | memoryview | str, err: type[InvalidEvent]) -> dict[str, Any]:

@@ -234,7 +234,7 @@ class Processor:
                 fresh.append(rec)
             if not fresh:
                 continue
-            result = step_many(room.state, [r.event for r in fresh], self._playbook_for(room_id))
+            result = step_many(room.state, [r.event for r in fresh], self._playbook_for(room_id), snapshots="last")
             room.state = result.state
             room.dirty = True
             if result.cues:

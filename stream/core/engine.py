@@ -65,6 +65,10 @@ class StepResult:
     cues: list[Cue] = field(default_factory=list)
     stats: list[RoomStats] = field(default_factory=list)
     rejected: list[tuple[Event, str]] = field(default_factory=list)
+    #: "last": only the newest snapshot of a batch is built (see :func:`step_many`)
+    snapshots: str = "all"
+    #: a stats tick happened whose snapshot is not built yet ("last" mode)
+    snapshot_due: bool = False
 
 
 def step(state: RoomState, event: Event, pb: Playbook) -> StepResult:
@@ -74,12 +78,22 @@ def step(state: RoomState, event: Event, pb: Playbook) -> StepResult:
     return out
 
 
-def step_many(state: RoomState, events: Iterable[Event], pb: Playbook) -> StepResult:
-    """Apply events in order; the same result as folding :func:`step` (concatenated outputs)."""
-    out = StepResult(state)
+def step_many(state: RoomState, events: Iterable[Event], pb: Playbook,
+              snapshots: str = "all") -> StepResult:
+    """Apply events in order; the same result as folding :func:`step` (concatenated outputs).
+
+    ``snapshots="last"`` (the worker's mode): state, cues and rejections are identical, but of
+    the room_stats snapshots due in the batch only the newest is built, from the state after the
+    batch (a screen shows only the newest; building one per stats tick dominated a many-room
+    worker's CPU). A session's final snapshot (at ``session_end``) is always built as is.
+    """
+    out = StepResult(state, snapshots=snapshots)
     apply = _apply
     for ev in events:
         apply(state, ev, pb, out)
+    if out.snapshot_due:
+        out.snapshot_due = False
+        out.stats.append(_snapshot(state, state.max_ts, pb, _room_sums(state, state.n_short)))
     return out
 
 
@@ -361,6 +375,7 @@ def _on_session_end(st: RoomState, ev: SessionEnd, pb: Playbook, out: StepResult
         return ""  # a repeated session_end changes nothing
     _clock(st, ev.ts, pb)
     now = st.max_ts
+    out.snapshot_due = False
     out.stats.append(_snapshot(st, now, pb, _room_sums(st, st.n_short)))
     st.stats_k = now // st.stats_ms
     st.active, st.ended = False, True
@@ -587,7 +602,10 @@ def _tick(st: RoomState, ts: int, pb: Playbook, out: StepResult) -> None:
     _evaluate_all(st, pb, out, sums)
     if k > st.stats_k:
         st.stats_k = k
-        out.stats.append(_snapshot(st, now, pb, sums))
+        if out.snapshots == "last":
+            out.snapshot_due = True
+        else:
+            out.stats.append(_snapshot(st, now, pb, sums))
 
 
 def _evaluate_all(st: RoomState, pb: Playbook, out: StepResult,
