@@ -230,6 +230,7 @@ def test_docs_explain_every_metric() -> None:
 
 def _compose_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECUE_")}
+    env["GRAFANA_ADMIN_PASSWORD"] = "test-grafana-password"  # required by docker-compose.yml
     env.update(extra)
     return env
 
