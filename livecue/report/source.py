@@ -6,7 +6,8 @@ order each topic delivered them, plus whatever the file or the broker holds of `
 before they are decoded, so a many-room recording costs little per foreign line.
 
 From the broker, every partition of the ten topics is *assigned* (no consumer group: Tansu forms
-groups slowly) and read from the beginning up to the high watermark taken when reading started.
+groups slowly) and read from the beginning up to the high watermark that the first fetch of each
+partition reported (not ListOffsets: Tansu's answer to it can lag behind the log's real end).
 """
 
 from __future__ import annotations
@@ -201,29 +202,36 @@ async def read_broker(bootstrap: str, room: str, progress: Progress | None = Non
             raise SourceError("the broker has none of the input topics")
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        todo = {tp for tp in tps if ends[tp] > 0}
-        total = sum(ends.values())
+        # The target per partition is the high watermark of the first fetch response that
+        # carries one (ListOffsets answers from Tansu can lag behind what a fetch returns).
+        targets: dict[Any, int] = {}
+        todo = set(tps)
         last = time.monotonic()
         while todo:
-            batch = await consumer.getmany(*todo, timeout_ms=500, max_records=10_000)
+            batch = await consumer.getmany(*todo, timeout_ms=300, max_records=10_000)
+            for tp in todo:
+                if tp not in targets:
+                    hw = consumer.highwater(tp)
+                    if hw is not None:
+                        targets[tp] = hw
             for tp, msgs in batch.items():
+                end = targets.get(tp, 1 << 62)
                 for m in msgs:
-                    if m.offset >= ends[tp]:
+                    if m.offset >= end:
                         continue
                     n += 1
                     key = None if m.key is None else m.key.decode("utf-8", "replace")
                     col.add(tp.topic, key, m.value or b"")
             for tp in list(todo):
-                if await consumer.position(tp) >= ends[tp]:
+                if tp in targets and await consumer.position(tp) >= targets[tp]:
                     todo.discard(tp)
+                    consumer.pause(tp)
             if batch:
                 last = time.monotonic()
                 if progress is not None:
-                    progress("fetch", n, total)
+                    progress("fetch", n, max(n, sum(targets.values())))
             elif time.monotonic() - last > timeout_s:
                 raise SourceError("reading the topics stalled")
-            await asyncio.sleep(0)
     finally:
         await consumer.stop()
     return col.inputs(n, use_cues=True)
