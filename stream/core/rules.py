@@ -19,7 +19,7 @@ from typing import Any, Final
 
 __all__ = [
     "Playbook", "Windows", "Bounds", "Intent", "TierRules", "PushStock", "ReleaseOrders",
-    "SwitchToTrafficDriver", "SwitchToProfit", "UnpaidOrders", "CueText",
+    "SwitchToTrafficDriver", "SwitchToProfit", "UnpaidOrders", "Wall", "CueText",
     "TEXT_KEYS", "PLACEHOLDERS", "LANGUAGES", "TIER_LABELS", "HEADLINE_MAX",
 ]
 
@@ -211,6 +211,14 @@ class UnpaidOrders:
 
 
 @dataclass(frozen=True, slots=True)
+class Wall:
+    """The operations lead's wall (not used by the core): a critical cue still unacknowledged
+    ``escalate_after_s`` after it fired makes its room's tile flash and the wall beep."""
+
+    escalate_after_s: float = _f(30.0, 1.0, 3_600.0)
+
+
+@dataclass(frozen=True, slots=True)
 class CueText:
     """A headline (≤ 60 characters once rendered, for the host) and a detail (the controller)."""
 
@@ -303,6 +311,7 @@ class Playbook:
     switch_to_traffic_driver: SwitchToTrafficDriver = field(default_factory=SwitchToTrafficDriver)
     switch_to_profit: SwitchToProfit = field(default_factory=SwitchToProfit)
     unpaid_orders: UnpaidOrders = field(default_factory=UnpaidOrders)
+    wall: Wall = field(default_factory=Wall)
     texts: Mapping[str, Mapping[str, CueText]] = field(default_factory=_default_texts)
     intent_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
     missed_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
