@@ -325,7 +325,7 @@ class KafkaCluster:
         for node in self.nodes:
             kafka_tool(
                 self.jars, "kafka.tools.StorageTool",
-                ["format", "-t", self.cluster_id, "-c", str(node.config), "--ignore-formatted", *extra],
+                ["format", f"--cluster-id={self.cluster_id}", f"--config={node.config}", "--ignore-formatted", *extra],
             )
 
     def _spawn(self, node: KafkaNode) -> None:

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from livecue.broker import EmbeddedBroker, create_topics
 from livecue.config import Settings, load_settings
+from livecue.kafka_cluster import KafkaCluster
 from producers import Kafka
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -33,6 +34,17 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """Apache Kafka itself (one KRaft node, jars from Maven Central) with the contract's topics."""
+    c = KafkaCluster(nodes=1, base_dir=tmp_path_factory.mktemp("kafka")).start()
+    try:
+        asyncio.run(c.create_topics(partitions=4))
+        yield c
+    finally:
+        c.stop()
 
 
 @pytest.fixture
