@@ -176,6 +176,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gateway_send_queue", _int_range(8, 100_000), "256", "frames queued per screen before it counts as too slow and is cut off"),
     Setting("gateway_backlog_cues", _int_range(1, 100_000), "200", "recent cues kept per room for resume"),
     Setting("gateway_metrics_port", _opt_port, "", "serve the gateway's /metrics on this port of LIVECUE_METRICS_HOST instead of the screen port (empty: the screen port; 0: a free one)"),
+    Setting("reports_dir", _path, "./reports", "directory of post-show reviews (复盘): the reporter writes ROOM/SESSION/index.html there; the gateway serves it read-only at /reports/"),
     Setting("log_format", _choice("auto", "json", "text"), "auto", "log format: json when not on a terminal (auto)"),
     Setting("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "log level"),
 )
@@ -225,6 +226,7 @@ class Settings:
     gateway_send_queue: int = 256
     gateway_backlog_cues: int = 200
     gateway_metrics_port: int | None = None
+    reports_dir: Path = Path("./reports")
     log_format: str = "auto"
     log_level: str = "INFO"
 
