@@ -1,13 +1,17 @@
-"""The aligner restores canonical order whatever the interleaving of topics (catch-up == paced)."""
+"""The partition group's merge depends only on what the topics hold, never on fetch timing
+(catch-up == paced), and equals each room's canonical order when partitions are time-ordered."""
 
 from __future__ import annotations
+
+import heapq
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.core.align import Aligner, canonical_order, order_key
+from stream.core.align import PartitionGroup, canonical_order, order_key
 
 TOPICS = ("live.room", "live.viewers", "live.chat", "live.likes", "live.cart", "live.orders")
+NEVER = 10**12  # a max-idle bound no test reaches: a forced release would be a failure
 
 
 def test_order_key_puts_room_topic_first_at_equal_ts() -> None:
@@ -20,102 +24,145 @@ def test_late_event_keeps_its_place_in_its_topic() -> None:
     assert canonical_order(items) == ["l5", "c10", "c3-late"]
 
 
-def test_event_waits_for_lagging_topic_until_max_idle() -> None:
-    a = Aligner(TOPICS, max_idle_ms=300, grace_ms=100)
+def test_empty_topic_with_unread_records_holds_everything_until_max_idle() -> None:
+    g = PartitionGroup(TOPICS, max_idle_ms=300, grace_ms=100)
     for t in TOPICS[1:]:
-        a.push("r", t, 0, 100, f"{t}@100", now_ms=0)
-    a.push("r", "live.chat", 1, 200, "chat@200", now_ms=0)
-    # live.room has shown nothing: nothing may go yet (it could still deliver ts < 100)
-    assert a.pop_ready(now_ms=50) == []
-    a.push("r", "live.room", 0, 150, "room@150", now_ms=60)
-    released = a.pop_ready(now_ms=60)
-    # Only viewers@100 is settled: every other topic has reached ts 100, and live.room is past it.
-    # chat@100 is not: live.viewers (lower rank) could still deliver another event at ts 100.
-    assert released == ["live.viewers@100"]
-    assert a.pop_ready(now_ms=299) == []
-    # max idle, counted from each head's arrival: the @100 events arrived at 0 ...
-    assert a.pop_ready(now_ms=300) == [f"{t}@100" for t in TOPICS[2:]]
-    # ... room@150 at 60 (it still waits: viewers' frontier is 100 < 150), chat@200 behind it.
-    assert a.pop_ready(now_ms=359) == []
-    assert a.pop_ready(now_ms=360) == ["room@150", "chat@200"]
+        g.push(t, 100, 0, f"{t}@100", now_ms=0)
+        g.mark_caught_up(t, 0)
+    g.mark_caught_up("live.room", None)  # live.room is empty but the broker holds records
+    assert g.pop_ready(now_ms=299) == []
+    assert g.forced == {}
+    g.push("live.room", 150, 0, "room@150", now_ms=60)
+    # live.room delivered: the smallest head goes at once; once viewers' queue is empty (it is
+    # caught up) the rest waits the grace from its arrival (0), then goes in key order
+    assert g.pop_ready(now_ms=60) == ["live.viewers@100"]
+    assert g.pop_ready(now_ms=99) == []
+    assert g.pop_ready(now_ms=100) == [f"{t}@100" for t in TOPICS[2:]]
+    assert g.forced == {}
 
 
-def test_caught_up_topics_do_not_hold_events_after_grace() -> None:
-    a = Aligner(TOPICS, max_idle_ms=1000, grace_ms=100)
-    a.push("r", "live.chat", 0, 100, "chat", now_ms=0)
+def test_forced_release_after_max_idle_is_counted() -> None:
+    g = PartitionGroup(TOPICS, max_idle_ms=300, grace_ms=100)
+    g.push("live.chat", 100, 0, "chat", now_ms=0)
     for t in TOPICS:
         if t != "live.chat":
-            a.mark_caught_up(t, at_ms=-5)  # a poll from before the event arrived proves nothing
-    assert a.pop_ready(now_ms=150) == []
+            g.mark_caught_up(t, 5)
+    g.mark_caught_up("live.likes", None)
+    assert g.pop_ready(now_ms=299) == []
+    assert g.pop_ready(now_ms=300) == ["chat"]
+    assert g.forced == {"live.likes": 1}
+
+
+def test_caught_up_topics_hold_a_record_only_for_the_grace() -> None:
+    g = PartitionGroup(TOPICS, max_idle_ms=1000, grace_ms=100)
+    g.push("live.chat", 100, 0, "chat", now_ms=10)
     for t in TOPICS:
         if t != "live.chat":
-            a.mark_caught_up(t, at_ms=20)
-    assert a.pop_ready(now_ms=50) == []  # grace for records still in flight
-    assert a.pop_ready(now_ms=100) == ["chat"]
-    a.push("r", "live.chat", 1, 200, "chat2", now_ms=100)
-    a.mark_caught_up("live.likes", None)  # likes has unread records again: wait up to max idle
-    assert a.pop_ready(now_ms=300) == []
-    assert a.pop_ready(now_ms=1100) == ["chat2"]
+            g.mark_caught_up(t, 5)  # a poll from before the record arrived proves nothing
+    assert g.pop_ready(now_ms=150) == []
+    for t in TOPICS:
+        if t != "live.chat":
+            g.mark_caught_up(t, 20)
+    assert g.pop_ready(now_ms=100) == []  # grace for records still in flight
+    assert g.pop_ready(now_ms=110) == ["chat"]
+    assert g.forced == {}
+    g.push("live.chat", 200, 1, "chat2", now_ms=120)
+    assert g.pop_ready(now_ms=1119) == []  # the polls (at 20) predate it: wait up to max idle
+    assert g.pop_ready(now_ms=1120) == ["chat2"]
+    assert g.forced == {}  # nothing was unread: not counted as forced
+
+
+def test_a_far_future_head_blocks_only_its_own_topic() -> None:
+    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0)
+    for t in TOPICS:
+        g.mark_caught_up(t, 0)
+    g.push("live.chat", 10**10, 0, "chat-future", now_ms=0)
+    g.push("live.chat", 100, 1, "chat-after", now_ms=0)
+    g.push("live.likes", 50, 0, "like", now_ms=0)
+    assert g.pop_ready(now_ms=0) == ["like", "chat-future", "chat-after"]
 
 
 @st.composite
-def per_topic_streams(draw: st.DrawFn) -> list[tuple[str, int, int, str]]:
-    """Random events for one room: (topic, offset, ts, label), each topic in offset order."""
-    out = []
+def partition_logs(draw: st.DrawFn, rooms: int = 3, sorted_ts: bool = False) -> dict[str, list[tuple[int, str, str]]]:
+    """Per topic: the records of one partition in offset order, as (ts, room, label)."""
+    logs: dict[str, list[tuple[int, str, str]]] = {}
     for topic in TOPICS:
-        n = draw(st.integers(0, 8))
-        tss = draw(st.lists(st.integers(0, 50), min_size=n, max_size=n))
-        out.extend((topic, i, ts, f"{topic}#{i}") for i, ts in enumerate(tss))
-    return out
+        n = draw(st.integers(0, 12))
+        tss = draw(st.lists(st.integers(0, 60), min_size=n, max_size=n))
+        if sorted_ts:
+            tss.sort()
+        rs = draw(st.lists(st.integers(0, rooms - 1), min_size=n, max_size=n))
+        logs[topic] = [(ts, f"R{r}", f"{topic}#{i}") for i, (ts, r) in enumerate(zip(tss, rs))]
+    return logs
+
+
+def offline_merge(logs: dict[str, list[tuple[int, str, str]]]) -> list[str]:
+    keyed = [[(order_key(ts, t, i), label) for i, (ts, _r, label) in enumerate(recs)] for t, recs in logs.items()]
+    return [label for _, label in heapq.merge(*keyed, key=lambda kv: kv[0])]
+
+
+def consume(logs: dict[str, list[tuple[int, str, str]]], data: st.DataObject) -> tuple[list[str], PartitionGroup]:
+    """Feed the logs in random fetch chunks, polling at random moments, as a worker would: a
+    topic-partition counts as caught up only once all its records were fetched."""
+    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=data.draw(st.integers(0, 50)))
+    pos = {t: 0 for t in TOPICS}
+    now = 0
+    out: list[str] = []
+    for t in TOPICS:
+        g.mark_caught_up(t, None if logs[t] else 0)
+    while any(pos[t] < len(logs[t]) for t in TOPICS):
+        t = data.draw(st.sampled_from([t for t in TOPICS if pos[t] < len(logs[t])]))
+        k = data.draw(st.integers(1, 5))
+        for i in range(pos[t], min(pos[t] + k, len(logs[t]))):
+            ts, _room, label = logs[t][i]
+            g.push(t, ts, i, label, now_ms=now)
+        pos[t] = min(pos[t] + k, len(logs[t]))
+        now += data.draw(st.integers(0, 30))
+        for u in TOPICS:  # a fetch round answers for every partition: read ones are caught up
+            if pos[u] == len(logs[u]):
+                g.mark_caught_up(u, now)
+        if data.draw(st.booleans()):
+            out += g.pop_ready(now_ms=now)
+    for _ in range(3):
+        now += 100
+        for u in TOPICS:
+            g.mark_caught_up(u, now)
+        out += g.pop_ready(now_ms=now)
+    return out, g
+
+
+@settings(max_examples=300, deadline=None)
+@given(logs=partition_logs(), data=st.data())
+def test_release_order_depends_only_on_the_logs_not_on_fetch_timing(
+    logs: dict[str, list[tuple[int, str, str]]], data: st.DataObject
+) -> None:
+    out, g = consume(logs, data)
+    assert out == offline_merge(logs)
+    assert g.forced == {} and len(g) == 0
 
 
 @settings(max_examples=200, deadline=None)
-@given(events=per_topic_streams(), data=st.data())
-def test_any_arrival_interleaving_releases_canonical_order(
-    events: list[tuple[str, int, int, str]], data: st.DataObject
+@given(logs=partition_logs(sorted_ts=True), data=st.data())
+def test_time_ordered_partitions_give_each_room_its_canonical_order(
+    logs: dict[str, list[tuple[int, str, str]]], data: st.DataObject
 ) -> None:
-    # Arrival: topics interleaved arbitrarily, each topic in its own offset order.
-    queues = {t: [e for e in events if e[0] == t] for t in TOPICS}
-    a = Aligner(TOPICS, max_idle_ms=10**9, grace_ms=10**9)
-    released: list[str] = []
-    while any(queues.values()):
-        t = data.draw(st.sampled_from([t for t in TOPICS if queues[t]]))
-        topic, offset, ts, label = queues[t].pop(0)
-        a.push("r", topic, offset, ts, label, now_ms=0)
-        released += a.pop_ready(now_ms=0)
-    released += a.drain()
-    expected = canonical_order([(t, ts, label) for t, _o, ts, label in events])
-    assert released == expected
+    out, _g = consume(logs, data)
+    room_of = {label: room for recs in logs.values() for _ts, room, label in recs}
+    for room in {r for recs in logs.values() for _ts, r, _l in recs}:
+        mine = [x for x in out if room_of[x] == room]
+        items = [(t, ts, label) for t, recs in logs.items() for ts, r, label in recs if r == room]
+        assert mine == canonical_order(items)
 
 
-@settings(max_examples=150, deadline=None)
-@given(a=per_topic_streams(), b=per_topic_streams(), shift=st.integers(-100, 100), data=st.data())
-def test_rooms_with_unrelated_clocks_each_get_their_canonical_order(
-    a: list[tuple[str, int, int, str]], b: list[tuple[str, int, int, str]], shift: int,
-    data: st.DataObject,
+@settings(max_examples=200, deadline=None)
+@given(logs=partition_logs())
+def test_with_every_queue_holding_records_something_is_always_released(
+    logs: dict[str, list[tuple[int, str, str]]]
 ) -> None:
-    # Two rooms share the partition; room B's clock is shifted (a replay beside a live room).
-    rooms = {"A": a, "B": [(t, o, ts + shift, label) for t, o, ts, label in b]}
-    # Each topic delivers both rooms' records interleaved arbitrarily, each room in its own order.
-    queues: dict[str, list[tuple[str, int, str]]] = {}
-    for t in TOPICS:
-        qa = [("A", ts, f"A:{lab}") for tt, _o, ts, lab in rooms["A"] if tt == t]
-        qb = [("B", ts, f"B:{lab}") for tt, _o, ts, lab in rooms["B"] if tt == t]
-        merged = []
-        while qa or qb:
-            src = qa if (qa and (not qb or data.draw(st.booleans()))) else qb
-            merged.append(src.pop(0))
-        queues[t] = merged
-    al = Aligner(TOPICS, max_idle_ms=10**9, grace_ms=10**9)
-    offsets = {t: 0 for t in TOPICS}
-    released: list[str] = []
-    while any(queues.values()):
-        t = data.draw(st.sampled_from([t for t in TOPICS if queues[t]]))
-        room, ts, label = queues[t].pop(0)
-        al.push(room, t, offsets[t], ts, label, now_ms=0)
-        offsets[t] += 1
-        released += al.pop_ready(now_ms=0)
-    released += al.drain()
-    for name, evs in rooms.items():
-        mine = [x for x in released if x.startswith(name + ":")]
-        assert mine == [f"{name}:{lab}" for lab in canonical_order([(t, ts, lab) for t, _o, ts, lab in evs])]
+    # No deadlock: while every topic has a queued record, the smallest head can always go.
+    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=NEVER)
+    for t, recs in logs.items():
+        for i, (ts, _r, label) in enumerate(recs):
+            g.push(t, ts, i, label, now_ms=0)
+    while all(g.queued(t) for t in TOPICS):
+        assert g.pop_ready(now_ms=0), "all queues hold records, yet nothing was released"
