@@ -58,6 +58,8 @@ from .backlog import Backlog
 from .metrics import GatewayMetrics
 from .origins import allowed_origins, origin_matches_host, origin_ok
 from .protocol import Action, Auth, ProtocolError, Resume, error_frame, frame, host_view, parse_client
+from .reporter import REPORT_CSP, serve_report
+from .wall import wall_config
 from .ratelimit import LogThrottle, TokenBucket
 from .subscriptions import ConnectionTable, TooMany
 from .tokens import Claims, TokenError, check_secret, fingerprint, verify
@@ -77,7 +79,8 @@ CSP: Final = (
 )
 _TYPES: Final = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                  ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
-_PAGES: Final = {"/": "control.html", "/host": "host.html", "/favicon.ico": "favicon.svg"}
+_PAGES: Final = {"/": "control.html", "/host": "host.html", "/wall": "wall.html",
+                  "/favicon.ico": "favicon.svg"}
 _CHART_FIELDS: Final = ("online", "chat_per_min", "likes_per_min", "gmv_cents_per_min",
                         "cart_adds_per_min", "orders_per_min")
 
@@ -467,6 +470,14 @@ class Gateway:
             return _response(200 if ok else 503, body, "application/json")
         if path == "/metrics" and self._metrics_server is None:
             return _response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+        if path.startswith("/reports/"):  # post-show reviews, read-only (consumers/reporter.py)
+            status, body, ctype = await asyncio.to_thread(
+                serve_report, Path(self.settings.reports_dir), path[len("/reports/"):])
+            if status != 200:
+                return conn.respond(404, "not found\n")
+            resp = _response(200, body, ctype)
+            resp.headers["Content-Security-Policy"] = REPORT_CSP
+            return resp
         name = _PAGES.get(path) or (path[len("/static/"):] if path.startswith("/static/") else None)
         if name is not None and name in self._static:
             body, ctype = self._static[name]
@@ -701,6 +712,7 @@ class Gateway:
             "limits": {"max_message_bytes": lim.max_message_bytes, "rate_per_s": lim.rate_per_s,
                        "burst": lim.burst, "backlog_cues": lim.backlog_cues,
                        "backlog_age_s": lim.backlog_age_s},
+            "wall": wall_config(self.settings, c.rooms),
         }), critical=True)
         if c.claims.role == "host":
             return
