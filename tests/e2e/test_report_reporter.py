@@ -1,0 +1,91 @@
+"""The reporter on a real broker: a show ends, its review appears in the reports directory, and
+a real gateway serves it read-only at /reports/ (with its own CSP), nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from consumers.gateway import Gateway
+from consumers.reporter import Reporter
+from livecue.broker import EmbeddedBroker
+from livecue.config import Settings
+from livecue.recording import record_of
+from livecue.sim.backtest import run_backtest
+from livecue.sim.show import generate
+from stream.playbook import default_playbook
+
+
+def _get(url: str) -> tuple[int, bytes, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+async def test_reporter_writes_review_on_session_end_and_gateway_serves_it(
+        broker: EmbeddedBroker, test_settings: Settings, uid: str, tmp_path: Path) -> None:
+    settings = test_settings.replace(reports_dir=tmp_path / "reports")
+    room = f"rr-{uid}"
+    show = generate(5, [room], "flash_sale", duration=240.0, rate=30.0)
+    cues = run_backtest(show, default_playbook()).cues
+    assert cues
+    written: list[Path] = []
+    got = asyncio.Event()
+
+    def on_written(p: Path) -> None:
+        written.append(p)
+        got.set()
+
+    rep = Reporter(settings, delay_s=0.5, lang="zh", written=on_written)
+    stop = asyncio.Event()
+    task = asyncio.create_task(rep.run(stop))
+    await asyncio.wait_for(rep.wait_ready(), 30)
+    p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    await p.start()
+    try:
+        for e in show:
+            r = record_of(e)
+            await p.send(r.topic, r.value, key=room.encode())
+        for c in cues:  # the controller acknowledged the first cue
+            await p.send("live.acks", orjson.dumps({"cue_id": c.cue_id, "room_id": room,
+                                                    "action": "ack", "by": "ctl", "ts": c.ts + 2000}),
+                         key=room.encode())
+            break
+        await p.flush()
+    finally:
+        await p.stop()
+    try:
+        await asyncio.wait_for(got.wait(), 120)
+    finally:
+        stop.set()
+        await task
+    assert rep.failures == 0 and rep.reports == 1
+    page = written[0]
+    session = next(e for e in show if e.type == "session_start").session_id  # type: ignore[union-attr]
+    assert page == settings.reports_dir / room / session / "index.html"
+    html = page.read_text("utf-8")
+    assert "直播复盘" in html and room in html and html.count('data-cue="') == len(cues)
+    assert (settings.reports_dir / room / "index.html").read_bytes() == page.read_bytes()
+
+    gw = Gateway(settings, CollectorRegistry())
+    port = await gw.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        status, body, headers = await asyncio.to_thread(_get, f"{base}/reports/{room}/")
+        assert status == 200 and body == page.read_bytes()
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        status, body, headers = await asyncio.to_thread(_get, f"{base}/reports/{room}/{session}/gmv.png")
+        assert status == 200 and body[:8] == b"\x89PNG\r\n\x1a\n" and headers["Content-Type"] == "image/png"
+        for bad in (f"/reports/{room}/../{room}/index.html", "/reports/%2e%2e/", "/reports/x.txt"):
+            status, _, _ = await asyncio.to_thread(_get, base + bad)
+            assert status == 404, bad
+    finally:
+        await gw.stop()
