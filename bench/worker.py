@@ -1,199 +1,152 @@
-"""Worker throughput and event → cue latency, against the raw aiokafka ceiling in the same run.
+"""``livecue worker`` as the bench sees it: a child process, measured from outside.
 
-    python -m bench.worker [--events 200000] [--rate 2000] [--seconds 15]
+:func:`start_worker` runs ``python -m livecue.cli worker`` with the bench's settings and waits
+for its metrics URL. :func:`catch_up` then watches one or more workers of a group drain a
+backlog through their ``/metrics``: progress is ``livecue_events_released_total`` (events
+released through the core) where the worker has it, else ``livecue_events_consumed_total``;
+the clock starts at the first progress and stops when every event is counted. CPU time is what
+the kernel charged to the worker processes (``/proc/PID/stat``) over the same interval.
 
-1. Produces a simulated show backlog (``--events``) to a fresh embedded broker.
-2. Ceiling: a raw aiokafka consumer reading the backlog and ``orjson.loads``-ing every value.
-3. Worker: a fresh ``livecue worker`` (its own group) catching up the same backlog; events/s from
-   its ``livecue_events_consumed_total`` counter, timed from its first consumed event.
-4. Latency: a paced stream (``--rate`` events/s for ``--seconds``) stamped with the wall clock;
-   each cue's ``emitted_at - ts`` is the event → cue latency (p50 / p99).
-Prints figures and ratios; progress lines go to stderr.
+``python -m bench.worker`` is kept as a shortcut for ``livecue bench --only ceiling,worker``.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import dataclasses
-import os
-import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
-from livecue.broker import EmbeddedBroker, create_topics
 from livecue.config import load_settings, settings_env
-from livecue.recording import record_of
-from livecue.sim.show import generate
-from schemas.events import INPUT_TOPICS
+
+from .common import Child, env_with, metric_sum, proc_cpu_s, proc_rss_mb, progress, scrape, start_child
+
+__all__ = ["WorkerChild", "start_worker", "catch_up", "worker_settings_env", "RELEASED", "CONSUMED", "FORCED"]
+
+RELEASED = "livecue_events_released_total"
+CONSUMED = "livecue_events_consumed_total"
+FORCED = "livecue_aligner_forced_total"
 
 
-def progress(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+@dataclass
+class WorkerChild:
+    child: Child
+    metrics_url: str
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    def stop(self) -> None:
+        self.child.stop()
 
 
-async def produce_all(bootstrap: str, records: list, label: str) -> None:
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024)
-    await p.start()
-    try:
-        futs = []
-        for i, r in enumerate(records):
-            futs.append(await p.send(r.topic, r.value, key=r.key_bytes))
-            if i % 20000 == 0:
-                progress(f"{label}: produced {i}/{len(records)}")
-        await asyncio.gather(*futs)
-    finally:
-        await p.stop()
+def worker_settings_env(broker_url: str, app_id: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    """``LIVECUE_*`` env of a bench worker: its own group, fast group formation on Tansu, quiet logs."""
+    base = {
+        "LIVECUE_BROKER": broker_url, "LIVECUE_APP_ID": app_id, "LIVECUE_DATA_DIR": str(data_dir),
+        "LIVECUE_METRICS_PORT": "0", "LIVECUE_REBALANCE_TIMEOUT_S": "2", "LIVECUE_SESSION_TIMEOUT_S": "6",
+        "LIVECUE_HEARTBEAT_INTERVAL_S": "0.5", "LIVECUE_LOG_FORMAT": "json", "LIVECUE_LOG_LEVEL": "WARNING",
+    }
+    base.update(extra)
+    return settings_env(load_settings(base))
 
 
-async def raw_ceiling(bootstrap: str, n: int) -> float:
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20,
-                         max_partition_fetch_bytes=4 * 1024 * 1024)
-    await c.start()
-    try:
-        tps = [TopicPartition(t, p) for t in INPUT_TOPICS for p in (c.partitions_for_topic(t) or [])]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        got = 0
-        t0 = time.perf_counter()
-        while got < n:
-            batch = await c.getmany(timeout_ms=100, max_records=10000)
-            for msgs in batch.values():
-                for m in msgs:
-                    orjson.loads(m.value)
-                got += len(msgs)
-        return got / (time.perf_counter() - t0)
-    finally:
-        await c.stop()
+def start_worker(env: dict[str, str], log_path: Path, name: str = "worker") -> WorkerChild:
+    """A ``livecue worker`` child; returns once it printed its metrics URL."""
+    child = start_child(name, ["livecue.cli", "worker", "--no-create-topics"], env_with(env), log_path,
+                        "metrics: ", timeout=90)
+    return WorkerChild(child, child.first_line.split("metrics: ", 1)[1].strip())
 
 
-def metric(url: str, name: str) -> float:
-    try:
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
-    except OSError:
-        return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
+@dataclass
+class Progress:
+    metric: str
+    value: float
+    forced: float
+    text: str = field(repr=False, default="")
 
 
-def start_worker(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "livecue.cli", "worker"], env=env,
-                            stdout=subprocess.PIPE, stderr=open(log, "ab"))
-    line = proc.stdout.readline().decode()
-    return proc, line.split("metrics: ", 1)[1].strip()
+def read_progress(w: WorkerChild) -> Progress:
+    text = scrape(w.metrics_url)
+    released = metric_sum(text, RELEASED)
+    if released is not None:
+        return Progress(RELEASED, released, metric_sum(text, FORCED) or 0.0, text)
+    return Progress(CONSUMED, metric_sum(text, CONSUMED) or 0.0, metric_sum(text, FORCED) or 0.0, text)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float = 30.0,
+             timeout_s: float = 900.0) -> dict[str, Any]:
+    """Watch ``workers`` drain a backlog of ``n`` events; figures of the drain.
+
+    Returns ``eps`` (events counted after the first progress, over the time since), ``cpu_us_per_event``
+    (all workers' CPU over the same interval), ``forced_releases``, ``progress_metric``, ``events_counted``,
+    ``complete`` (False when progress stalled for ``stall_s`` or ``timeout_s`` passed first).
+    Raises RuntimeError if a worker dies.
+    """
+    t_first: float | None = None
+    done_first = 0.0
+    cpu_first = 0.0
+    last_value, last_change = -1.0, time.monotonic()
+    t_last_change = time.perf_counter()
+    last_report = 0.0
+    deadline = time.monotonic() + timeout_s
+    complete = False
+    while True:
+        for w in workers:
+            if not w.child.alive():
+                raise RuntimeError(f"{label}: worker {w.pid} died: {w.child.log_tail()}")
+        ps = [read_progress(w) for w in workers]
+        done = sum(p.value for p in ps)
+        now = time.perf_counter()
+        if done > 0 and t_first is None:
+            t_first, done_first = now, done
+            cpu_first = sum(proc_cpu_s(w.pid) for w in workers)
+        if done >= n:
+            complete = True
+            break
+        mono = time.monotonic()
+        if done != last_value:
+            last_value, last_change, t_last_change = done, mono, now
+        elif mono - last_change > stall_s and t_first is not None:
+            progress(f"{label}: no progress for {stall_s:.0f} s at {int(done):,}/{n:,}: stopping")
+            break
+        if mono > deadline:
+            progress(f"{label}: timeout at {int(done):,}/{n:,}")
+            break
+        if mono - last_report > 3:
+            progress(f"{label}: {int(done):,}/{n:,} events ({ps[0].metric})")
+            last_report = mono
+        time.sleep(0.05)
+    cpu_end = sum(proc_cpu_s(w.pid) for w in workers)
+    ps = [read_progress(w) for w in workers]
+    done = sum(p.value for p in ps)
+    # Stalled (events that never count, e.g. dead letters where progress is "released"): the
+    # rate up to the last progress, flagged incomplete.
+    t_end = time.perf_counter() if complete else t_last_change
+    counted = done - done_first
+    elapsed = t_end - (t_first if t_first is not None else t_end)
+    return {
+        "eps": counted / elapsed if elapsed > 0 and counted > 0 else None,
+        "cpu_us_per_event": (cpu_end - cpu_first) * 1e6 / counted if counted > 0 else None,
+        "forced_releases": int(sum(p.forced for p in ps)),
+        "progress_metric": ps[0].metric,
+        "events_counted": int(done),
+        "complete": complete,
+        "seconds": round(elapsed, 2),
+    }
 
 
-async def latency(bootstrap: str, rate: int, seconds: float) -> list[float]:
-    rooms = [f"lat-{i}" for i in range(4)]
-    # a 2-minute flash-sale show per room, squeezed into `seconds` of wall time at `rate`
-    events = generate(11, rooms, "flash_sale", duration=120.0, rate=rate * seconds / 120.0 / len(rooms))
-    events = events[: int(rate * seconds)]
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
-    await p.start()
-    t_start = time.time()
-    try:
-        for i, ev in enumerate(events):
-            # paced at `rate`, each event stamped with the wall clock when it is sent
-            delay = t_start + i / rate - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            r = record_of(dataclasses.replace(ev, ts=int(time.time() * 1000)))
-            await p.send(r.topic, r.value, key=r.key_bytes)
-            if i % max(1, rate * 2) == 0:
-                progress(f"latency: sent {i}/{len(events)}")
-    finally:
-        await p.stop()
-    await asyncio.sleep(3)
-    c = AIOKafkaConsumer("live.cues", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                         enable_auto_commit=False, fetch_max_wait_ms=20)
-    await c.start()
-    lat = []
-    try:
-        end = time.monotonic() + 5
-        while time.monotonic() < end:
-            batch = await c.getmany(timeout_ms=200)
-            for msgs in batch.values():
-                for m in msgs:
-                    v = orjson.loads(m.value)
-                    if v["room_id"] in rooms:
-                        lat.append((v["emitted_at"] - v["ts"]) / 1000.0)
-    finally:
-        await c.stop()
-    return lat
+def rss_mb(w: WorkerChild) -> float:
+    return proc_rss_mb(w.pid)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=200_000)
-    ap.add_argument("--rate", type=int, default=2000)
-    ap.add_argument("--seconds", type=float, default=15.0)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="livecue-bench-"))
-    with EmbeddedBroker(log_path=tmp / "tansu.log") as broker:
-        asyncio.run(create_topics(broker.bootstrap, 4))
-        rooms = max(1, args.events // 20000)
-        progress(f"generating {args.events} events in {rooms} rooms")
-        evs = generate(5, [f"bench-{i}" for i in range(rooms)], "mixed", duration=3600.0,
-                       rate=args.events / rooms / 3600.0 * 1.05)[: args.events]
-        records = [record_of(e) for e in evs]
-        asyncio.run(produce_all(broker.bootstrap, records, "backlog"))
-        n = len(records)
-        progress("raw aiokafka ceiling")
-        ceiling = asyncio.run(raw_ceiling(broker.bootstrap, n))
-        settings = load_settings({
-            "LIVECUE_BROKER": broker.url, "LIVECUE_APP_ID": "bench", "LIVECUE_DATA_DIR": str(tmp / "data"),
-            "LIVECUE_METRICS_PORT": "0", "LIVECUE_REBALANCE_TIMEOUT_S": "3", "LIVECUE_SESSION_TIMEOUT_S": "6",
-            "LIVECUE_HEARTBEAT_INTERVAL_S": "0.5", "LIVECUE_LOG_FORMAT": "json", "LIVECUE_LOG_LEVEL": "WARNING",
-        })
-        env = {**os.environ, **settings_env(settings)}
-        proc, url = start_worker(env, tmp / "worker.log")
-        try:
-            t_first = None
-            last_report = 0.0
-            while True:
-                done = metric(url, "livecue_events_consumed_total")
-                now = time.perf_counter()
-                if done > 0 and t_first is None:
-                    t_first, done_first = now, done
-                if done >= n:
-                    break
-                if now - last_report > 2:
-                    progress(f"worker: {int(done)}/{n} events")
-                    last_report = now
-                if proc.poll() is not None:
-                    raise SystemExit(f"worker died, see {tmp / 'worker.log'}")
-                time.sleep(0.05)
-            elapsed = time.perf_counter() - t_first
-            worker_rate = (n - done_first) / elapsed if elapsed > 0 else float("nan")
-            progress("latency run")
-            lat = asyncio.run(latency(broker.bootstrap, args.rate, args.seconds))
-        finally:
-            stop(proc)
-    print(f"events                 {n}")
-    print(f"raw aiokafka+orjson    {ceiling:12,.0f} events/s  ({1e6 / ceiling:7.2f} µs/event)")
-    print(f"livecue worker         {worker_rate:12,.0f} events/s  ({1e6 / worker_rate:7.2f} µs/event)")
-    print(f"ratio worker/ceiling   {worker_rate / ceiling:12.3f}")
-    if lat:
-        q = statistics.quantiles(lat, n=100)
-        print(f"event->cue latency     p50 {statistics.median(lat) * 1000:.0f} ms  p99 {q[98] * 1000:.0f} ms  ({len(lat)} cues at {args.rate} events/s)")
-    else:
-        print("event->cue latency     no cues fired in the latency run")
-    return 0
+    from livecue.cli import main as cli_main
+
+    return cli_main(["bench", "--only", "ceiling,worker", *sys.argv[1:]])
 
 
 if __name__ == "__main__":

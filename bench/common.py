@@ -1,0 +1,208 @@
+"""What every part of ``livecue bench`` shares: progress lines, topics, backlogs, child processes,
+their CPU time and memory, their Prometheus counters, and quantiles.
+
+CPU time comes from ``/proc/PID/stat`` (utime + stime of every thread, clock ticks), memory from
+``/proc/PID/status`` (VmRSS): what the kernel charged to that process, not wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from livecue.broker import wait_ready
+from livecue.recording import Record
+
+__all__ = [
+    "progress", "create_topics_with_configs", "produce_backlog", "proc_cpu_s", "proc_rss_mb",
+    "scrape", "metric_sum", "quantile", "Child", "start_child", "CLK_TCK",
+]
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_stderr: IO[str] = sys.stderr
+
+
+def progress(msg: str) -> None:
+    """One progress line on stderr (stdout carries only the result table)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=_stderr, flush=True)
+
+
+async def create_topics_with_configs(bootstrap: str, topics: Iterable[str], partitions: int,
+                                     configs: dict[str, str] | None = None) -> None:
+    """Create ``topics`` (existing ones are left alone) with ``partitions`` and topic ``configs``."""
+    await wait_ready(bootstrap, 20)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in topics if t not in existing]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1,
+                                                    topic_configs=dict(configs or {})) for t in wanted])
+    finally:
+        await admin.close()
+
+
+async def produce_backlog(bootstrap: str, records: Sequence[Record], label: str) -> float:
+    """Send every record (aiokafka, default murmur2 partitioner, key = room) and wait for all acks.
+
+    Returns the producer's events/s (a side figure: it bounds what the paced parts can offer).
+    """
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024,
+                         max_request_size=8 * 1024 * 1024)
+    await p.start()
+    t0 = time.perf_counter()
+    try:
+        futs = []
+        step = max(1, len(records) // 5)
+        for i, r in enumerate(records):
+            futs.append(await p.send(r.topic, r.value, key=r.key_bytes))
+            if i and i % step == 0:
+                progress(f"{label}: produced {i:,}/{len(records):,}")
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+    return len(records) / max(1e-9, time.perf_counter() - t0)
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the kernel charged to process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14 and 15)
+
+
+def proc_rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MiB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def scrape(url: str, timeout: float = 5.0) -> str:
+    """The text of a /metrics page ("" when it does not answer)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return str(r.read().decode())
+    except OSError:
+        return ""
+
+
+def metric_sum(text: str, name: str) -> float | None:
+    """Sum of every sample of ``name`` (all label sets); None when the metric is absent."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name):len(name) + 1] in ("{", " ")):
+            total += float(line.rsplit(" ", 1)[1])
+            seen = True
+        elif line.startswith(f"# TYPE {name} "):
+            seen = True
+    return total if seen else None
+
+
+def quantile(values: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1, nearest rank) of ``values``; None for no values."""
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+@dataclass
+class Child:
+    """A child process of the bench with its log file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    first_line: str = ""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def log_tail(self, n: int = 5) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-n:])[-600:]
+        except OSError:
+            return ""
+
+
+def start_child(name: str, args: list[str], env: dict[str, str], log_path: Path,
+                ready_prefix: str, timeout: float = 60.0) -> Child:
+    """Start ``python -m livecue.cli ARGS`` (or any ``-m`` module) and wait for a stdout line
+    starting with ``ready_prefix``; stderr goes to ``log_path``. Raises RuntimeError if it dies."""
+    log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child's lifetime
+    proc = subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=log_file, stdin=subprocess.DEVNULL)
+    log_file.close()
+    child = Child(name, proc, log_path)
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    buf = b""
+    while time.monotonic() < deadline:
+        chunk = proc.stdout.read()
+        if chunk:
+            buf += chunk
+            for line in buf.decode(errors="replace").splitlines():
+                if line.startswith(ready_prefix):
+                    child.first_line = line
+                    os.set_blocking(proc.stdout.fileno(), True)
+                    _drain(proc.stdout)
+                    return child
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    child.stop()
+    raise RuntimeError(f"{name} did not start ({ready_prefix!r} not seen): {child.log_tail()}")
+
+
+def _drain(stream: IO[bytes]) -> None:
+    """Keep reading a child's stdout in a thread so it never blocks on a full pipe."""
+    import threading
+
+    def pump() -> None:
+        with contextlib.suppress(Exception):
+            while stream.read(65536):
+                pass
+
+    threading.Thread(target=pump, daemon=True).start()
+
+
+def env_with(base: dict[str, str], **extra: Any) -> dict[str, str]:
+    """``os.environ`` + ``base`` + ``extra`` (values turned to text)."""
+    return {**os.environ, **base, **{k: str(v) for k, v in extra.items()}}

@@ -1,0 +1,168 @@
+"""Event → cue on a screen, and the broker's own floor, measured the same way.
+
+**e2e**: a paced show (child :mod:`bench.pace`, ``rate`` events/s, each event stamped with the
+wall clock as it is sent) goes through a running worker and gateway; a websocket client
+connected as a controller of those rooms notes, for every cue it receives, ``now - cue.ts``:
+the wall time from the event that fired the cue being sent to the cue reaching the screen.
+
+**floor**: the same paced events go producer → topic A → a plain aiokafka consume-and-forward
+(child, same fetch wait and linger as a worker) → topic B → an aiokafka consumer here, which notes
+``now - ts`` for every record: what two Kafka hops cost on this host at that rate, with no work.
+
+p50 / p99 are nearest-rank quantiles in ms. The paced sender is a separate process so that its
+CPU does not delay this process's clock readings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from websockets.asyncio.client import connect
+
+from consumers.tokens import mint
+
+from .common import create_topics_with_configs, metric_sum, progress, quantile, scrape
+from .worker import CONSUMED, RELEASED
+
+__all__ = ["e2e", "floor", "FLOOR_A", "FLOOR_B"]
+
+FLOOR_A = "bench.floor.a"
+FLOOR_B = "bench.floor.b"
+
+
+async def _pacer(bootstrap: str, rooms: list[str], rate: float, seconds: float,
+                 to_topic: str | None = None) -> asyncio.subprocess.Process:
+    args = [sys.executable, "-m", "bench.pace", "send", "--bootstrap", bootstrap, "--rooms", ",".join(rooms),
+            "--rate", str(rate), "--seconds", str(seconds)]
+    if to_topic:
+        args += ["--to-topic", to_topic]
+    proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
+                                                stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 120)
+    if line.strip() != b"ready":
+        proc.kill()
+        raise RuntimeError(f"paced sender did not start: {line!r}")
+    return proc
+
+
+async def _go_and_wait(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"go\n")
+    await proc.stdin.drain()
+    out = await proc.stdout.read()
+    await proc.wait()
+    lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"paced sender failed ({proc.returncode})")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _summary(lat_ms: list[float], sent: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "offered_eps": round(sent["offered_eps"], 1), "sent": sent["sent"], "samples": len(lat_ms),
+        "p50_ms": quantile(lat_ms, 0.50), "p99_ms": quantile(lat_ms, 0.99),
+        "max_ms": max(lat_ms) if lat_ms else None, **extra,
+    }
+
+
+def _released(metrics_url: str) -> float:
+    text = scrape(metrics_url)
+    v = metric_sum(text, RELEASED)
+    return v if v is not None else (metric_sum(text, CONSUMED) or 0.0)
+
+
+async def e2e(bootstrap: str, ws_url: str, secret: str, worker_metrics_url: str, rate: float,
+              seconds: float, prefix: str, rooms: int = 24, drain_timeout_s: float = 120.0) -> dict[str, Any]:
+    """Event → cue received by a websocket screen at ``rate`` events/s for ``seconds``."""
+    room_ids = [f"{prefix}{i:02d}" for i in range(rooms)]
+    token = mint(secret, "controller", room_ids, 3600, "bench", time.time())
+    lat: list[float] = []
+    ws = await connect(ws_url, max_size=None, open_timeout=20)
+    try:
+        await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+        hello = orjson.loads(await asyncio.wait_for(ws.recv(), 20))
+        if hello.get("type") != "hello":
+            raise RuntimeError(f"gateway refused the bench screen: {hello}")
+        wanted = set(room_ids)
+
+        async def read() -> None:
+            async for raw in ws:
+                now_ms = time.time() * 1000
+                m = orjson.loads(raw)
+                if m.get("type") == "cue" and m.get("room_id") in wanted and type(m.get("ts")) is int:
+                    lat.append(now_ms - m["ts"])
+
+        reader = asyncio.create_task(read())
+        pacer = await _pacer(bootstrap, room_ids, rate, seconds)
+        base = _released(worker_metrics_url)
+        progress(f"e2e {rate:,.0f}/s: sending for {seconds:.0f} s")
+        sent = await _go_and_wait(pacer)
+        deadline = time.monotonic() + drain_timeout_s
+        drained = False
+        while time.monotonic() < deadline:
+            if _released(worker_metrics_url) - base >= sent["sent"]:
+                drained = True
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2.0)  # the last cues' way through live.cues and the gateway
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+    finally:
+        await ws.close()
+    progress(f"e2e {rate:,.0f}/s: {len(lat)} cues received")
+    return _summary(lat, sent, {"cues": len(lat), "drained": drained})
+
+
+async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Two plain Kafka hops at ``rate`` events/s for ``seconds``: latency of every record."""
+    await create_topics_with_configs(bootstrap, (FLOOR_A, FLOOR_B), 8)
+    fwd = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.pace", "forward", "--bootstrap", bootstrap, "--src", FLOOR_A,
+        "--dst", FLOOR_B, stdout=asyncio.subprocess.PIPE)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                         fetch_max_wait_ms=20, auto_offset_reset="latest")
+    lat: list[float] = []
+    try:
+        assert fwd.stdout is not None
+        line = await asyncio.wait_for(fwd.stdout.readline(), 60)
+        if line.strip() != b"forwarding":
+            raise RuntimeError(f"floor forwarder did not start: {line!r}")
+        await c.start()
+        tps = [TopicPartition(FLOOR_B, q) for q in sorted(c.partitions_for_topic(FLOOR_B) or ())]
+        c.assign(tps)
+        await c.seek_to_end(*tps)
+        for tp in tps:
+            await c.position(tp)
+        room_ids = [f"{prefix}{i:02d}" for i in range(24)]
+        pacer = await _pacer(bootstrap, room_ids, rate, seconds, to_topic=FLOOR_A)
+        send_task = asyncio.create_task(_go_and_wait(pacer))
+        progress(f"floor {rate:,.0f}/s: sending for {seconds:.0f} s")
+        deadline = time.monotonic() + seconds + timeout_s
+        while time.monotonic() < deadline:
+            batch = await c.getmany(timeout_ms=100, max_records=10000)
+            now_ms = time.time() * 1000
+            for msgs in batch.values():
+                for m in msgs:
+                    lat.append(now_ms - orjson.loads(m.value)["ts"])
+            if send_task.done() and len(lat) >= send_task.result()["sent"]:
+                break
+        sent = await send_task
+    finally:
+        with contextlib.suppress(Exception):
+            await c.stop()
+        if fwd.returncode is None:
+            fwd.terminate()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(fwd.wait(), 10)
+    progress(f"floor {rate:,.0f}/s: {len(lat):,} records")
+    return _summary(lat, sent, {"complete": len(lat) >= sent["sent"]})

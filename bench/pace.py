@@ -1,0 +1,129 @@
+"""Child processes of the latency parts, kept apart from the measuring client so their CPU does not
+delay its clock readings.
+
+``python -m bench.pace send``: send a simulated flash-sale show for ``--rooms`` rooms at ``--rate``
+events/s for ``--seconds``, each event stamped with the wall clock (``ts``, epoch ms) as it is
+sent, to the contract's input topics (``--to-topic`` sends everything to one topic instead: the
+floor's topic A). Prints ``{"sent", "offered_eps"}`` as its last line.
+
+``python -m bench.pace forward``: the floor's middle hop: a plain aiokafka consumer of ``--src``
+that forwards every record unchanged to ``--dst`` (same fetch wait and producer linger as a
+worker's defaults). Prints ``forwarding`` once assigned; runs until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from livecue.recording import record_of
+from livecue.sim.show import generate
+
+__all__ = ["show_events"]
+
+
+def show_events(rooms: list[str], rate: float, seconds: float, seed: int = 11) -> list[tuple[str, bytes, dict[str, Any]]]:
+    """(topic, key, value dict) of a two-minute flash sale per room, squeezed into ``rate * seconds``
+    events: each room's show moves fast enough for its cues to fire within the run."""
+    n = max(1, int(rate * seconds))
+    per_room = n / 120.0 / len(rooms) * 1.8  # the generator's rate is approximate: over-produce, cut
+    evs = generate(seed, rooms, "flash_sale", duration=120.0, rate=max(1.0, per_room))
+    while len(evs) < n:
+        per_room *= 1.5
+        evs = generate(seed, rooms, "flash_sale", duration=120.0, rate=per_room)
+    out = []
+    for ev in evs[:n]:
+        r = record_of(ev)
+        out.append((r.topic, r.key_bytes or b"", orjson.loads(r.value)))
+    return out
+
+
+async def _send(bootstrap: str, rooms: list[str], rate: float, seconds: float, to_topic: str | None,
+                linger_ms: int) -> dict[str, Any]:
+    events = show_events(rooms, rate, seconds)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, max_batch_size=256 * 1024)
+    await p.start()
+    print("ready", flush=True)
+    sys.stdin.readline()  # the parent says go once its client listens
+    sent = 0
+    t0 = time.time()
+    try:
+        n = len(events)
+        while sent < n:
+            now = time.time()
+            due = min(n, int((now - t0) * rate) + 1)
+            now_ms = int(now * 1000)
+            while sent < due:
+                topic, key, value = events[sent]
+                value["ts"] = now_ms
+                await p.send(to_topic or topic, orjson.dumps(value), key=key)
+                sent += 1
+            await asyncio.sleep(0.002)
+        await p.flush()
+        elapsed = time.time() - t0
+    finally:
+        await p.stop()
+    return {"sent": sent, "offered_eps": sent / max(1e-9, elapsed)}
+
+
+async def _forward(bootstrap: str, src: str, dst: str, fetch_max_wait_ms: int, linger_ms: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                         fetch_max_wait_ms=fetch_max_wait_ms, auto_offset_reset="latest")
+    await p.start()
+    await c.start()
+    try:
+        tps = [TopicPartition(src, q) for q in sorted(c.partitions_for_topic(src) or ())]
+        c.assign(tps)
+        await c.seek_to_end(*tps)
+        for tp in tps:
+            await c.position(tp)
+        print("forwarding", flush=True)
+        while not stop.is_set():
+            batch = await c.getmany(timeout_ms=100, max_records=5000)
+            for msgs in batch.values():
+                for m in msgs:
+                    await p.send(dst, m.value, key=m.key)
+    finally:
+        await c.stop()
+        await p.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("send")
+    s.add_argument("--bootstrap", required=True)
+    s.add_argument("--rooms", required=True, help="comma-separated room ids")
+    s.add_argument("--rate", type=float, required=True)
+    s.add_argument("--seconds", type=float, required=True)
+    s.add_argument("--to-topic", default=None)
+    s.add_argument("--linger-ms", type=int, default=5)
+    f = sub.add_parser("forward")
+    f.add_argument("--bootstrap", required=True)
+    f.add_argument("--src", required=True)
+    f.add_argument("--dst", required=True)
+    f.add_argument("--fetch-max-wait-ms", type=int, default=20)
+    f.add_argument("--linger-ms", type=int, default=20)
+    a = ap.parse_args(argv)
+    if a.cmd == "send":
+        result = asyncio.run(_send(a.bootstrap, a.rooms.split(","), a.rate, a.seconds, a.to_topic, a.linger_ms))
+        print(json.dumps(result), flush=True)
+    else:
+        asyncio.run(_forward(a.bootstrap, a.src, a.dst, a.fetch_max_wait_ms, a.linger_ms))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
