@@ -24,7 +24,18 @@ const LC = (() => {
       kind_push_stock: "上库存", kind_release_orders: "放单", kind_switch_to_traffic_driver: "切引流款",
       kind_switch_to_profit: "切利润款", kind_unpaid_orders: "催付款", kind_answer_questions: "答疑",
       sev_info: "提示", sev_warn: "注意", sev_critical: "紧急", lang: "EN", error: "错误",
-      min: "分", sec: "秒", viewer_mode: "只读",
+      min: "分", sec: "秒", viewer_mode: "只读", sold_out: "已售罄",
+      ev_intent: "求购弹幕", ev_missed: "没抢到", ev_held: "已憋单", ev_cart: "加购", ev_units: "销量",
+      ev_stock: "库存", ev_eta: "预计售罄", ev_demand: "需求", ev_online: "在线", ev_down: "人气下滑",
+      ev_on_air: "已讲", ev_target_stock: "引流款库存", ev_target_stock_profit: "利润款库存",
+      ev_tier: "人气", ev_intent_share: "求购占比", ev_unpaid_share: "未付款占比", ev_unpaid: "未付款",
+      ev_orders: "订单", ev_chat: "弹幕",
+      u_msgs_pm: "条/分", u_times_pm: "次/分", u_units_pm: "件/分", u_units: "件", u_s: "秒",
+      u_people: "人", u_orders: "单", u_pm: "/分", raw_evidence: "原始数据",
+      keys_hint: "快捷键（最新提示）：A 确认 · D 完成 · X 忽略", review: "复盘报告",
+      title_wall: "LiveCue 总控墙", mute: "静音", unmute: "声音", open_cue: "待处理",
+      no_open_cue: "无待处理提示", ago: "{n}前", escalated: "超时未确认", rooms_n: "{n} 个直播间",
+      stock_short: "库存", gmv_min: "GMV/分",
     },
     en: {
       title_control: "LiveCue Control Room", title_host: "LiveCue Host Cue",
@@ -47,7 +58,19 @@ const LC = (() => {
       kind_switch_to_traffic_driver: "Switch to traffic driver", kind_switch_to_profit: "Switch to profit SKU",
       kind_unpaid_orders: "Unpaid orders", kind_answer_questions: "Answer questions",
       sev_info: "Info", sev_warn: "Warning", sev_critical: "Critical", lang: "中文", error: "Error",
-      min: "min", sec: "s", viewer_mode: "read-only",
+      min: "min", sec: "s", viewer_mode: "read-only", sold_out: "Sold out",
+      ev_intent: "Intent chats", ev_missed: "Missed it", ev_held: "Held for", ev_cart: "Cart adds",
+      ev_units: "Selling", ev_stock: "Stock", ev_eta: "Sells out in", ev_demand: "Demand",
+      ev_online: "Online", ev_down: "Cooling for", ev_on_air: "On air for",
+      ev_target_stock: "Driver stock", ev_target_stock_profit: "Profit SKU stock", ev_tier: "Popularity",
+      ev_intent_share: "Intent share", ev_unpaid_share: "Unpaid share", ev_unpaid: "Unpaid",
+      ev_orders: "Orders", ev_chat: "Chat",
+      u_msgs_pm: "/min", u_times_pm: "/min", u_units_pm: "units/min", u_units: "units", u_s: "s",
+      u_people: "viewers", u_orders: "orders", u_pm: "/min", raw_evidence: "Raw evidence",
+      keys_hint: "Keys (newest cue): A ack · D done · X dismiss", review: "Review",
+      title_wall: "LiveCue Wall", mute: "Mute", unmute: "Sound", open_cue: "Open",
+      no_open_cue: "No open cue", ago: "{n} ago", escalated: "Unacknowledged", rooms_n: "{n} rooms",
+      stock_short: "Stock", gmv_min: "GMV/min",
     },
   };
 
@@ -88,6 +111,65 @@ const LC = (() => {
     }
     if (params.get("lang")) setLang(params.get("lang"));
     return tok;
+  }
+
+  // Evidence as the controller reads it: per cue kind, the 3-4 figures that justify the cue,
+  // each [label, value, unit] in the current language. Raw keys stay behind a details toggle.
+  const EVIDENCE = {
+    intent_per_min: ["ev_intent", "u_msgs_pm", 0], missed_per_min: ["ev_missed", "u_msgs_pm", 0],
+    held_s: ["ev_held", "u_s", 0], cart_adds_per_min: ["ev_cart", "u_times_pm", 1],
+    units_per_min: ["ev_units", "u_units_pm", 1], stock: ["ev_stock", "u_units", 0],
+    eta_s: ["ev_eta", "u_s", 0], demand_per_min: ["ev_demand", "u_pm", 0],
+    online: ["ev_online", "u_people", 0], down_s: ["ev_down", "u_s", 0],
+    on_air_s: ["ev_on_air", "u_s", 0], target_stock: ["ev_target_stock", "u_units", 0],
+    unpaid: ["ev_unpaid", "u_orders", 0], orders: ["ev_orders", "u_orders", 0],
+    intent_share: ["ev_intent_share", "%", 0], unpaid_share: ["ev_unpaid_share", "%", 0],
+    chat_per_min: ["ev_chat", "u_msgs_pm", 0],
+  };
+  const PICK = {
+    push_stock: ["eta_s", "stock", "units_per_min", "cart_adds_per_min", "intent_per_min", "missed_per_min"],
+    release_orders: ["intent_per_min", "missed_per_min", "held_s", "cart_adds_per_min"],
+    switch_to_traffic_driver: ["online", "tier", "down_s", "target_stock"],
+    switch_to_profit: ["online", "tier", "on_air_s", "target_stock"],
+    unpaid_orders: ["unpaid_share", "unpaid", "orders"],
+  };
+  const TIERS = ["hot", "warm", "cold"];
+
+  function num(v, d) {
+    return v.toLocaleString(lang === "en" ? "en-US" : "zh-CN", { maximumFractionDigits: d });
+  }
+
+  function figures(cue) {
+    const ev = cue && cue.evidence && typeof cue.evidence === "object" ? cue.evidence : {};
+    let keys = PICK[cue.kind] || Object.keys(EVIDENCE);
+    if (cue.kind === "push_stock" && typeof ev.eta_s !== "number") {  // sold out, still wanted
+      keys = ["stock", "cart_adds_per_min", "intent_per_min", "missed_per_min", "demand_per_min"];
+    }
+    const out = [];
+    for (const k of keys) {
+      if (out.length >= 4) break;
+      if (k === "tier") {
+        if (TIERS.includes(ev.tier)) {
+          const now = t("tier_" + ev.tier);
+          out.push([t("ev_tier"), TIERS.includes(ev.prev_tier) && ev.prev_tier !== ev.tier
+            ? t("tier_" + ev.prev_tier) + " → " + now : now, ""]);
+        }
+        continue;
+      }
+      const v = ev[k], spec = EVIDENCE[k];
+      if (typeof v !== "number" || !isFinite(v) || !spec) continue;
+      let label = t(spec[0]);
+      if (k === "target_stock" && cue.kind === "switch_to_profit") label = t("ev_target_stock_profit");
+      if (spec[1] === "%") out.push([label, num(v * 100, 0), "%"]);
+      else out.push([label, num(spec[2] ? Math.round(v * 10) / 10 : Math.round(v), spec[2]), t(spec[1])]);
+    }
+    return out;
+  }
+
+  // Where the gateway serves a room's latest review (consumers/reporter.py keeps plain names as
+  // they are; other ids are stored under a hash the page cannot compute, so no link for them).
+  function reviewHref(room) {
+    return /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/.test(room) ? "/reports/" + room + "/" : null;
   }
 
   function el(tag, cls, text) {
@@ -152,5 +234,5 @@ const LC = (() => {
     }
   }
 
-  return { t, setLang, cueText, takeToken, el, Link, get lang() { return lang; }, onLang: (f) => langListeners.push(f) };
+  return { t, setLang, cueText, takeToken, el, Link, figures, reviewHref, get lang() { return lang; }, onLang: (f) => langListeners.push(f) };
 })();

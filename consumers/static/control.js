@@ -184,8 +184,10 @@
       tr.append(el("td", "num", nf(s.cart_adds_per_min, 1)));
       tr.append(el("td", "num", nf(s.orders_per_min, 1)));
       tr.append(el("td", "num", pct(s.conversion)));
-      const e = el("td", "num", eta(s.eta_s));
-      if (typeof s.eta_s === "number" && s.eta_s < 120) e.classList.add("soon");
+      // A held SKU (憋单) is at 0 on purpose: its ETA is the hold, not "0 s".
+      const e = el("td", "num", s.held ? t("held") : s.stock === 0 ? t("sold_out") : eta(s.eta_s));
+      if (s.held) e.classList.add("held-eta");
+      else if (typeof s.eta_s === "number" && s.eta_s < 120) e.classList.add("soon");
       tr.append(e);
       tbody.append(tr);
     }
@@ -218,13 +220,27 @@
     const detail = LC.cueText(c, "detail");
     if (detail) li.append(el("div", "c-detail", detail));
     if (c.evidence && typeof c.evidence === "object") {
+      const figs = LC.figures(c);
+      if (figs.length) {
+        const ul = el("ul", "figures");
+        for (const [label, value, unit] of figs) {
+          const item = el("li");
+          item.append(el("span", "f-label", label), el("b", "f-value", value));
+          if (unit) item.append(el("span", "f-unit", unit));
+          ul.append(item);
+        }
+        li.append(ul);
+      }
+      const raw = el("details", "raw");
+      raw.append(el("summary", "", t("raw_evidence")));
       const dl = el("dl", "evidence");
       for (const [k, v] of Object.entries(c.evidence)) {
         const item = el("div");
         item.append(el("dt", "", k), el("dd", "", evidenceValue(v)));
         dl.append(item);
       }
-      li.append(dl);
+      raw.append(dl);
+      li.append(raw);
     }
     const foot = el("div", "c-foot");
     const badge = el("span", "state-badge", t("state_" + state));
@@ -257,15 +273,56 @@
     ol.replaceChildren();
     const list = r ? [...r.cues.values()].sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0)) : [];
     $("cues-empty").hidden = list.length > 0;
+    const target = canAck ? newestOpen(r) : null;
+    $("keys-hint").hidden = !target;
     const open = r ? list.filter((c) => { const s = r.states.get(c.cue_id); return !s || s.state === "acked"; }).length : 0;
     $("cue-count").textContent = list.length ? `${open} / ${list.length}` : "";
-    for (const c of list) ol.append(cueCard(r, c));
+    for (const c of list) {
+      const card = cueCard(r, c);
+      if (target && c.cue_id === target.cue_id) card.classList.add("kbd-target");
+      ol.append(card);
+    }
   }
+
+  // -- keyboard: A ack, D done, X dismiss the newest open cue of the room on screen ---------------
+  function newestOpen(r) {
+    if (!r) return null;
+    let best = null;
+    for (const c of r.cues.values()) {
+      const st = r.states.get(c.cue_id);
+      if (st && (st.state === "done" || st.state === "dismissed")) continue;
+      if (!best || (c.seq ?? 0) > (best.seq ?? 0)) best = c;
+    }
+    return best;
+  }
+  const KEYS = { a: "ack", d: "done", x: "dismiss" };
+  document.addEventListener("keydown", (ev) => {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat || !canAck) return;
+    const tag = ev.target && ev.target.tagName;
+    if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
+    const act = KEYS[ev.key.toLowerCase()];
+    const r = current && rooms.get(current);
+    const c = act && newestOpen(r);
+    if (!c) return;
+    const st = r.states.get(c.cue_id);
+    if (act === "ack" && st && st.state === "acked") return;
+    ev.preventDefault();
+    if (link.send({ type: act, cue_id: c.cue_id, room_id: c.room_id })) {
+      const li = document.querySelector(`#cues .cue.kbd-target`);
+      if (li) {
+        li.classList.add("pending");
+        for (const b of li.querySelectorAll("button")) b.disabled = true;
+      }
+    }
+  });
 
   // -- wiring ----------------------------------------------------------------------------------
   function selectRoom(id) {
     current = id;
     roomSelect.value = id;
+    const href = LC.reviewHref(id);
+    $("review").hidden = !href;
+    if (href) $("review").href = href;
     renderStats();
     renderCues();
   }
