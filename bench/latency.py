@@ -1,8 +1,8 @@
 """Event → cue on a screen, and the broker's own floor, measured the same way.
 
-**e2e**: a paced show (child :mod:`bench.pace`, ``rate`` events/s, each event stamped with the
-wall clock as it is sent) goes through a running worker and gateway; a websocket client
-connected as a controller of those rooms notes, for every cue it receives, ``now - cue.ts``:
+**e2e**: live shows played at real speed in ``rate / 50`` rooms (child :mod:`bench.pace`,
+``rate`` events/s in all, each event stamped with the wall clock as it is sent) go through a
+running worker and gateway; websocket clients connected as controllers of those rooms note, for every cue it receives, ``now - cue.ts``:
 the wall time from the event that fired the cue being sent to the cue reaching the screen.
 
 **floor**: the same paced events go producer → topic A → a plain aiokafka consume-and-forward
@@ -24,11 +24,12 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
-from consumers.tokens import mint
+from consumers.tokens import MAX_ROOMS, mint
 
 from .common import create_topics_with_configs, metric_sum, progress, quantile, scrape
+from .pace import rooms_for
 from .worker import CONSUMED, RELEASED
 
 __all__ = ["e2e", "floor", "FLOOR_A", "FLOOR_B"]
@@ -80,31 +81,41 @@ def _released(metrics_url: str) -> float:
     return v if v is not None else (metric_sum(text, CONSUMED) or 0.0)
 
 
-async def e2e(bootstrap: str, ws_url: str, secret: str, worker_metrics_url: str, rate: float,
-              seconds: float, prefix: str, rooms: int = 24, drain_timeout_s: float = 120.0) -> dict[str, Any]:
-    """Event → cue received by a websocket screen at ``rate`` events/s for ``seconds``."""
-    room_ids = [f"{prefix}{i:02d}" for i in range(rooms)]
-    token = mint(secret, "controller", room_ids, 3600, "bench", time.time())
-    lat: list[float] = []
+async def _screen(ws_url: str, token: str) -> ClientConnection:
     ws = await connect(ws_url, max_size=None, open_timeout=20)
+    await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+    while True:
+        m = orjson.loads(await asyncio.wait_for(ws.recv(), 20))
+        if m.get("type") == "hello":
+            return ws
+        if m.get("type") == "error":
+            raise RuntimeError(f"gateway refused the bench screen: {m}")
+
+
+async def e2e(bootstrap: str, ws_url: str, secret: str, worker_metrics_url: str, rate: float,
+              seconds: float, prefix: str, drain_timeout_s: float = 120.0) -> dict[str, Any]:
+    """Event → cue received by websocket screens at ``rate`` events/s for ``seconds``: one
+    controller screen per 64 rooms (a token's limit) of the run's ``rate / 50`` live rooms."""
+    room_ids = rooms_for(rate, prefix)
+    now = time.time()
+    chunks = [room_ids[i:i + MAX_ROOMS] for i in range(0, len(room_ids), MAX_ROOMS)]
+    screens = [await _screen(ws_url, mint(secret, "controller", chunk, 3600, f"bench-{i}", now))
+               for i, chunk in enumerate(chunks)]
+    lat: list[float] = []
+    wanted = set(room_ids)
+
+    async def read(ws: ClientConnection) -> None:
+        async for raw in ws:
+            now_ms = time.time() * 1000
+            m = orjson.loads(raw)
+            if m.get("type") == "cue" and m.get("room_id") in wanted and type(m.get("ts")) is int:
+                lat.append(now_ms - m["ts"])
+
+    readers = [asyncio.create_task(read(ws)) for ws in screens]
     try:
-        await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
-        hello = orjson.loads(await asyncio.wait_for(ws.recv(), 20))
-        if hello.get("type") != "hello":
-            raise RuntimeError(f"gateway refused the bench screen: {hello}")
-        wanted = set(room_ids)
-
-        async def read() -> None:
-            async for raw in ws:
-                now_ms = time.time() * 1000
-                m = orjson.loads(raw)
-                if m.get("type") == "cue" and m.get("room_id") in wanted and type(m.get("ts")) is int:
-                    lat.append(now_ms - m["ts"])
-
-        reader = asyncio.create_task(read())
         pacer = await _pacer(bootstrap, room_ids, rate, seconds)
         base = _released(worker_metrics_url)
-        progress(f"e2e {rate:,.0f}/s: sending for {seconds:.0f} s")
+        progress(f"e2e {rate:,.0f}/s: {len(room_ids)} live rooms, {len(screens)} screens, sending for {seconds:.0f} s")
         sent = await _go_and_wait(pacer)
         deadline = time.monotonic() + drain_timeout_s
         drained = False
@@ -114,13 +125,13 @@ async def e2e(bootstrap: str, ws_url: str, secret: str, worker_metrics_url: str,
                 break
             await asyncio.sleep(0.2)
         await asyncio.sleep(2.0)  # the last cues' way through live.cues and the gateway
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reader
     finally:
-        await ws.close()
+        for r in readers:
+            r.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await asyncio.gather(*(ws.close() for ws in screens), return_exceptions=True)
     progress(f"e2e {rate:,.0f}/s: {len(lat)} cues received")
-    return _summary(lat, sent, {"cues": len(lat), "drained": drained})
+    return _summary(lat, sent, {"cues": len(lat), "rooms": len(room_ids), "drained": drained})
 
 
 async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeout_s: float = 120.0) -> dict[str, Any]:
@@ -143,8 +154,7 @@ async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeou
         await c.seek_to_end(*tps)
         for tp in tps:
             await c.position(tp)
-        room_ids = [f"{prefix}{i:02d}" for i in range(24)]
-        pacer = await _pacer(bootstrap, room_ids, rate, seconds, to_topic=FLOOR_A)
+        pacer = await _pacer(bootstrap, rooms_for(rate, prefix), rate, seconds, to_topic=FLOOR_A)
         send_task = asyncio.create_task(_go_and_wait(pacer))
         progress(f"floor {rate:,.0f}/s: sending for {seconds:.0f} s")
         deadline = time.monotonic() + seconds + timeout_s

@@ -1,9 +1,9 @@
 """Child processes of the latency parts, kept apart from the measuring client so their CPU does not
 delay its clock readings.
 
-``python -m bench.pace send``: send a simulated flash-sale show for ``--rooms`` rooms at ``--rate``
-events/s for ``--seconds``, each event stamped with the wall clock (``ts``, epoch ms) as it is
-sent, to the contract's input topics (``--to-topic`` sends everything to one topic instead: the
+``python -m bench.pace send``: play the opening ``--seconds`` of a simulated live show in each of
+``--rooms`` rooms at real speed (``--rate`` events/s in all), each event stamped with the wall
+clock (``ts``, epoch ms) as it is sent, to the contract's input topics (``--to-topic`` sends everything to one topic instead: the
 floor's topic A). Prints ``{"sent", "offered_eps"}`` as its last line.
 
 ``python -m bench.pace forward``: the floor's middle hop: a plain aiokafka consumer of ``--src``
@@ -30,19 +30,34 @@ from livecue.sim.show import generate
 __all__ = ["show_events"]
 
 
-def show_events(rooms: list[str], rate: float, seconds: float, seed: int = 11) -> list[tuple[str, bytes, dict[str, Any]]]:
-    """(topic, key, value dict) of a two-minute flash sale per room, squeezed into ``rate * seconds``
-    events: each room's show moves fast enough for its cues to fire within the run."""
+#: Events a second of each room in a paced run: a busy room; rooms = rate / this.
+PER_ROOM_RATE = 50.0
+
+
+def rooms_for(rate: float, prefix: str) -> list[str]:
+    """Room ids of a paced run at ``rate`` events/s (``rate / PER_ROOM_RATE`` rooms)."""
+    return [f"{prefix}{i:03d}" for i in range(max(1, round(rate / PER_ROOM_RATE)))]
+
+
+def show_events(rooms: list[str], rate: float, seconds: float, seed: int = 11) -> list[tuple[float, str, bytes, dict[str, Any]]]:
+    """(send offset s, topic, key, value dict) of the first ``seconds`` of a live ``mixed`` show per
+    room, played at real speed: the opening flash sale fires cues within seconds, as in a real room.
+    The offsets are the events' own event-time offsets, stretched by a few percent so that the
+    run offers exactly ``rate`` events/s."""
     n = max(1, int(rate * seconds))
-    per_room = n / 120.0 / len(rooms) * 1.8  # the generator's rate is approximate: over-produce, cut
-    evs = generate(seed, rooms, "flash_sale", duration=120.0, rate=max(1.0, per_room))
+    per_room = rate / len(rooms) * 0.63  # the generator's hot opening gives ~1.6x its rate
+    evs = generate(seed, rooms, "mixed", duration=seconds + 1.0, rate=max(0.5, per_room))
     while len(evs) < n:
-        per_room *= 1.5
-        evs = generate(seed, rooms, "flash_sale", duration=120.0, rate=per_room)
+        per_room *= 1.25
+        evs = generate(seed, rooms, "mixed", duration=seconds + 1.0, rate=per_room)
+    evs = evs[:n]
+    t0 = evs[0].ts
+    span_s = max(1e-3, (evs[-1].ts - t0) / 1000)
+    stretch = (n / rate) / span_s  # ~1: event time runs at wall speed
     out = []
-    for ev in evs[:n]:
+    for ev in evs:
         r = record_of(ev)
-        out.append((r.topic, r.key_bytes or b"", orjson.loads(r.value)))
+        out.append(((ev.ts - t0) / 1000 * stretch, r.topic, r.key_bytes or b"", orjson.loads(r.value)))
     return out
 
 
@@ -59,11 +74,11 @@ async def _send(bootstrap: str, rooms: list[str], rate: float, seconds: float, t
         n = len(events)
         while sent < n:
             now = time.time()
-            due = min(n, int((now - t0) * rate) + 1)
             now_ms = int(now * 1000)
-            while sent < due:
-                topic, key, value = events[sent]
-                value["ts"] = now_ms
+            elapsed = now - t0
+            while sent < n and events[sent][0] <= elapsed:
+                _at, topic, key, value = events[sent]
+                value["ts"] = now_ms  # stamped with the wall clock as it is sent
                 await p.send(to_topic or topic, orjson.dumps(value), key=key)
                 sent += 1
             await asyncio.sleep(0.002)
