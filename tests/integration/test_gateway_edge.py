@@ -8,6 +8,7 @@ import contextlib
 import logging
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -156,3 +157,55 @@ async def test_a_flood_of_refusals_writes_a_few_log_lines_and_counts_every_one(
     assert not [r for r in lines if r.getMessage() == "screen disconnected"], \
         "a refused socket is logged once, not twice"
     print(f"\nrefusal logs: 80 refusals -> {len(origin_lines) + len(token_lines)} log lines")
+
+
+async def test_limits_come_from_the_settings(test_settings: Settings, uid: str) -> None:
+    settings = test_settings.replace(gateway_send_queue=32, gateway_rate_per_s=3.0, gateway_burst=4,
+                                     gateway_backlog_cues=7, gateway_auth_timeout_s=0.5)
+    async with Gateway(settings, CollectorRegistry()) as gw:
+        ws = await connect(gw.ws_url)
+        await ws.send(orjson.dumps({"type": "auth", "token": token(settings, "controller", f"rl-{uid}")}).decode())
+        hello = await recv(ws)
+        assert hello["limits"]["rate_per_s"] == 3.0 and hello["limits"]["burst"] == 4
+        assert hello["limits"]["backlog_cues"] == 7 and gw.backlog.max_cues == 7
+        for _ in range(5):  # burst 4: the fifth message trips the limiter
+            await ws.send('{"type":"resume","rooms":{}}')
+        code, msgs = await closed_with(ws)
+        assert code == 1008 and any(m.get("code") == "rate_limited" for m in msgs)
+        idle = await connect(gw.ws_url)  # never authenticates: closed after 0.5 s
+        code, msgs = await closed_with(idle, timeout=3)
+        assert code == 1008 and msgs[0]["code"] == "auth_timeout"
+
+
+async def test_the_per_token_cap_is_keyed_on_the_token_id_not_its_spelling(
+        test_settings: Settings, uid: str) -> None:
+    """Under the old hand-rolled format one token had several spellings (spare bits in the
+    MAC's last base64url character), each with its own fingerprint and its own cap. Now a
+    re-spelt signature does not verify at all, and the cap counts the verified jti, so
+    differently spelt tokens with one id (minted at different times) share it."""
+    from consumers.tokens import TokenError, verify
+    settings = test_settings.replace(max_connections_per_token=2)
+    jti = f"one-id-{uid}"
+    spellings = [token(settings, "viewer", f"rs-{uid}", jti=jti, now=time.time() - k) for k in (0, 1, 2)]
+    assert len(set(spellings)) == 3
+    tok = spellings[0]
+    for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_":
+        if tok[:-1] + ch != tok:
+            with pytest.raises(TokenError):
+                verify(settings.token_secret, tok[:-1] + ch)
+    async with Gateway(settings, CollectorRegistry(), limits=TEST_LIMITS) as gw:
+        open_ = []
+        for s in spellings[:2]:
+            ws = await connect(gw.ws_url)
+            await ws.send(orjson.dumps({"type": "auth", "token": s}).decode())
+            assert (await recv(ws))["type"] == "hello"
+            open_.append(ws)
+        ws = await connect(gw.ws_url)
+        await ws.send(orjson.dumps({"type": "auth", "token": spellings[2]}).decode())
+        code, msgs = await closed_with(ws)
+        assert code == 1008 and msgs[0]["code"] == "too_many"
+        other = await connect(gw.ws_url)  # another id is not affected
+        await other.send(orjson.dumps({"type": "auth", "token": token(settings, "viewer", f"rs-{uid}")}).decode())
+        assert (await recv(other))["type"] == "hello"
+        for ws in open_ + [other]:
+            await ws.close()
