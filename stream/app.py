@@ -34,9 +34,10 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from livecue.config import Settings
+from livecue.kafka_client import faust_credentials
 from schemas.events import INPUT_TOPICS, TOPIC_CUES, TOPIC_DEADLETTER, TOPIC_ROOM_STATS
 from schemas.outputs import RoomStats
-from stream.faust_batch import LiveCueApp, client_of, fetch_position
+from stream.faust_batch import LiveCueApp
 from stream.ingest import Batch
 from stream.metrics import WorkerMetrics
 from stream.playbook import PlaybookSet
@@ -105,6 +106,7 @@ class WorkerApp:
     _stats_pending: dict[str, RoomStats] = field(default_factory=dict)
     _stats_sent: dict[str, float] = field(default_factory=dict)
     _pumping: bool = False
+    _fetch_state: dict[TP, tuple[int | None, int | None, int | None]] = field(default_factory=dict)
 
     # -- input (called by the consumer's fetch loop, on the event loop) -------------------------
 
@@ -135,17 +137,15 @@ class WorkerApp:
             self.wake.clear()
             await self.pump()
 
+    def on_fetch_state(self, states: dict[TP, tuple[int | None, int | None, int | None]]) -> None:
+        self._fetch_state = states
+
     def _update_caught_up(self) -> None:
-        client = client_of(self.app)
-        if client is None:
-            return
-        inputs = [tp for tp in self.assignment if tp.topic in INPUT_TOPICS]
-        try:
-            states = fetch_position(client, inputs)
-        except Exception:  # assignment changing under us: try again next pump
-            return
+        states = self._fetch_state
         lag_gauge = self.metrics.consumer_lag
-        for tp in inputs:
+        for tp in self.assignment:
+            if tp.topic not in INPUT_TOPICS:
+                continue
             position, hw, polled = states.get(tp, (None, None, None))
             at: int | None = None
             lag = 0
@@ -328,6 +328,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app = LiveCueApp(
         settings.app_id,
         broker=settings.broker_url,
+        broker_credentials=faust_credentials(settings),  # secured clusters: livecue/kafka_client.py
         store="memory://",
         datadir=str(worker_dir),
         autodiscover=False,

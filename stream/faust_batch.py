@@ -50,12 +50,19 @@ __all__ = ["BatchSink", "LiveCueApp", "PINNED", "client_of", "fetch_position"]
 
 #: the versions whose internals this module was written against (checked by the canary tests)
 PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+#: longest a fetch round waits for records before reporting positions again
+FETCH_ROUND_S = 0.05
 
 
 class BatchSink(Protocol):
     """Where input batches go: called on the event loop, in fetch order per topic-partition."""
 
     def on_batch(self, tp: TP, records: Sequence[Any], batch: Batch) -> None: ...
+
+    def on_fetch_state(self, states: dict[TP, tuple[int | None, int | None, int | None]]) -> None:
+        """After every fetch round: per input topic-partition (position, high watermark, last
+        poll ms), read while no fetch is handing out records, so positions are exactly what was
+        delivered (see :func:`fetch_position`)."""
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -91,9 +98,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
         inbound = self.app.monitor.stream_inbound_time
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
-                records, _active = await self._wait_next_records(1.0)
-                await asyncio.sleep(0)
-                if not records or self.should_stop:
+                # Short waits: after each round the sink learns the positions and high
+                # watermarks (what tells it an empty topic-partition is caught up).
+                records, _active = await self._wait_next_records(FETCH_ROUND_S)
+                if self.should_stop:
+                    continue
+                if not records:
+                    self._report_fetch_state()
+                    await asyncio.sleep(0)
                     continue
                 if not self.flow_active:
                     # fetched while a rebalance stopped the flow: not delivered, so seek back
@@ -114,6 +126,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         sink.on_batch(tp, recs, batch)
                     else:
                         await self._deliver_one_by_one(tp, recs)
+                self._report_fetch_state()
+                await asyncio.sleep(0)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")
@@ -127,6 +141,19 @@ class BatchConsumer(faust_aiokafka.Consumer):
         except Exception as exc:
             self.log.exception("Drain messages raised: %r", exc)
             raise
+
+    def _report_fetch_state(self) -> None:
+        """Positions are advanced by aiokafka when a fetch hands records out, in its thread;
+        read them here, between fetch rounds, where every handed-out record was delivered."""
+        sink = self.batch_sink
+        client = client_of(self.app)
+        if sink is None or client is None:
+            return
+        try:
+            states = fetch_position(client, [tp for tp in self.assignment() if tp.topic in self.input_topics])
+        except Exception:  # the assignment is changing: the next round reports
+            return
+        sink.on_fetch_state(states)
 
     async def _deliver_one_by_one(self, tp: TP, recs: Sequence[Any]) -> None:
         """Faust's own path (changelogs in recovery, any non-input topic)."""

@@ -1,0 +1,79 @@
+"""A many-room backlog caught up by one worker: zero forced releases, and exactly the backtest's
+cues (ids, event times, kinds, SKUs, severities).
+
+The backlog is a simulated show of ``ROOMS`` rooms over 8 partitions, produced in time order
+(as ``livecue replay`` does) before the worker starts, so the worker reads it as fast as it can:
+the regime where fetch order across topics is most uneven. ``LIVECUE_CATCHUP_ROOMS`` /
+``LIVECUE_CATCHUP_SECONDS`` scale it up (the closing note's million-event run).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from livecue.broker import EmbeddedBroker
+from livecue.config import Settings
+from livecue.sim.backtest import run_backtest
+from livecue.sim.show import generate
+from stream.playbook import default_playbook
+
+from harness import collect, fresh_broker, metric_value, produce, records_of, start_worker
+
+pytestmark = pytest.mark.slow
+
+ROOMS = int(os.environ.get("LIVECUE_CATCHUP_ROOMS", "50"))
+SECONDS = float(os.environ.get("LIVECUE_CATCHUP_SECONDS", "240"))
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    with fresh_broker(tmp_path, partitions=8) as b:
+        yield b
+
+
+def _key(c: object) -> tuple:
+    g = (lambda k: c[k]) if isinstance(c, dict) else (lambda k: getattr(c, k))  # noqa: E731
+    return (g("cue_id"), g("ts"), g("kind"), g("sku_id"), g("severity"), g("target_sku_id"))
+
+
+async def test_many_room_backlog_catch_up_equals_backtest_with_no_forced_release(
+    broker: EmbeddedBroker, test_settings: Settings, tmp_path: Path, uid: str
+) -> None:
+    rooms = [f"c{uid}-{i}" for i in range(ROOMS)]
+    events = sorted(generate(11, rooms, "mixed", duration=SECONDS, rate=6.0), key=lambda e: e.ts)
+    records = records_of(events)  # in time order, as replay produces
+    bt = run_backtest(records, default_playbook())
+    assert not bt.rejected, bt.reasons()
+    expected = {_key(c) for c in bt.cues}
+    assert len(expected) >= ROOMS, "the show should fire cues in most rooms"
+    produce(broker.bootstrap, records)  # the whole backlog first
+    settings = test_settings.replace(partitions=8)
+    w = start_worker(settings, tmp_path / "worker.log", "catchup")
+    try:
+        rs = set(rooms)
+        ids = {k[0] for k in expected}
+        got = await collect(broker.bootstrap, "live.cues", lambda v: v.get("room_id") in rs,
+                            lambda got: ids <= {c["cue_id"] for c in got}, timeout=240)
+        text = w.metrics()
+        released = metric_value(text, "livecue_events_released_total")
+        assert released > 0, "precondition: the worker processed the backlog"
+        got_keys = {_key(c) for c in got}
+        missing = sorted(expected - got_keys)[:10]
+        extra = sorted(got_keys - expected)[:10]
+        assert got_keys == expected, f"missing {missing}\nextra {extra}\n{w.log_tail()}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and released < len(records):
+            time.sleep(0.2)
+            text = w.metrics()
+            released = metric_value(text, "livecue_events_released_total")
+        assert released == len(records)
+        assert metric_value(text, "livecue_aligner_forced_total") == 0
+        print(f"catch-up: {len(records)} events, {ROOMS} rooms, 8 partitions, {len(expected)} cues, "
+              f"forced releases 0")
+    finally:
+        w.stop()
