@@ -48,6 +48,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from livecue.config import Settings
+from livecue.kafka_client import client_kwargs
 from schemas.errors import ConfigError
 from schemas.decode import decode_ack, encode
 from schemas.errors import InvalidAck
@@ -193,7 +194,7 @@ class Gateway:
         if s.revoked_tokens_file is not None and not self._reload_revoked():
             raise ConfigError(f"setting revoked_tokens_file = {str(s.revoked_tokens_file)!r}: cannot read it")
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.broker, linger_ms=s.linger_ms, client_id="livecue-gateway")
+            bootstrap_servers=s.broker, linger_ms=s.linger_ms, client_id="livecue-gateway", **client_kwargs(s))
         await self._producer.start()
         try:
             tps = [TopicPartition(t, p) for t in (TOPIC_CUES, TOPIC_ACKS, TOPIC_ROOM_STATS)
@@ -201,7 +202,7 @@ class Gateway:
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=s.broker, group_id=None, enable_auto_commit=False,
                 fetch_max_wait_ms=s.fetch_max_wait_ms, client_id="livecue-gateway",
-                auto_offset_reset="earliest")
+                auto_offset_reset="earliest", **client_kwargs(s))
             await self._consumer.start()
             self._consumer.assign(tps)
             begin = await self._consumer.beginning_offsets(tps)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from livecue.config import Settings
+from livecue.kafka_client import client_kwargs
 from schemas.decode import decode_event
 from schemas.errors import InvalidEvent
 from schemas.events import TOPIC_ROOM, SessionEnd
@@ -101,7 +102,8 @@ class Reporter:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.broker, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="latest")
+                                    enable_auto_commit=False, auto_offset_reset="latest",
+                                    **client_kwargs(self.settings))
         await consumer.start()
         try:
             await consumer.topics()
@@ -143,7 +145,7 @@ class Reporter:
 
         await asyncio.sleep(self.delay_s)
         try:
-            inputs = await read_broker(self.settings.broker, room_id)
+            inputs = await read_broker(self.settings.broker, room_id, security=client_kwargs(self.settings))
             path = await asyncio.to_thread(self._write, inputs)
         except Exception as exc:  # a review that fails must not stop the reporter
             self.failures += 1

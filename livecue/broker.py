@@ -17,8 +17,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -63,8 +64,8 @@ def die_with_parent() -> None:
         pass
 
 
-async def wait_ready(bootstrap: str, timeout: float = 20.0) -> None:
-    """Wait until the broker answers a metadata request."""
+async def wait_ready(bootstrap: str, timeout: float = 20.0, *, security: Mapping[str, Any] | None = None) -> None:
+    """Wait until the broker answers a metadata request (``security``: :func:`livecue.kafka_client.client_kwargs`)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     host, _, port = bootstrap.split(",")[0].rpartition(":")
@@ -77,7 +78,7 @@ async def wait_ready(bootstrap: str, timeout: float = 20.0) -> None:
             last = exc
             await asyncio.sleep(0.05)
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **(security or {}))
         try:
             await admin.start()
             await admin.list_topics()
@@ -92,14 +93,15 @@ async def wait_ready(bootstrap: str, timeout: float = 20.0) -> None:
 
 
 async def create_topics(
-    bootstrap: str, partitions: int, topics: Iterable[str] = ALL_TOPICS, timeout: float = 20.0
+    bootstrap: str, partitions: int, topics: Iterable[str] = ALL_TOPICS, timeout: float = 20.0,
+    *, security: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Create ``topics`` with ``partitions`` partitions (existing ones are left alone).
 
     Returns the names that were newly created.
     """
-    await wait_ready(bootstrap, timeout)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    await wait_ready(bootstrap, timeout, security=security)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **(security or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -116,10 +118,11 @@ async def create_topics(
         await admin.close()
 
 
-async def topic_partitions(bootstrap: str, topics: Iterable[str], timeout: float = 20.0) -> dict[str, int]:
+async def topic_partitions(bootstrap: str, topics: Iterable[str], timeout: float = 20.0,
+                           *, security: Mapping[str, Any] | None = None) -> dict[str, int]:
     """Partition count of each existing topic among ``topics`` (missing ones are left out)."""
-    await wait_ready(bootstrap, timeout)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    await wait_ready(bootstrap, timeout, security=security)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **(security or {}))
     await admin.start()
     try:
         wanted = list(topics)

@@ -18,6 +18,7 @@ from schemas.errors import ConfigError, LiveCueError
 
 from . import __version__
 from .config import add_setting_flags, settings_from_args
+from .kafka_client import preflight
 from .logs import configure_logging
 
 __all__ = ["main", "COMMANDS"]
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     # One series per metric: no `*_created` gauges doubling every counter and histogram.
     prometheus_client.disable_created_metrics()
     try:
+        # A secured cluster: a wrong password or untrusted certificate is one line and exit 1.
+        preflight(args.command, args, settings)
         return int(modules[args.command].run(args, settings) or 0)
     except KeyboardInterrupt:
         return 130

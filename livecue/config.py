@@ -138,6 +138,14 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("broker", parse_broker_url, "kafka://127.0.0.1:9092", "Kafka bootstrap servers, kafka://HOST:PORT[,HOST:PORT]"),
+    Setting("kafka_security_protocol", _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"), "PLAINTEXT", "security protocol of every Kafka client (worker, gateway, topics, simulate, replay, record, report)"),
+    Setting("kafka_sasl_mechanism", _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), "SCRAM-SHA-512", "SASL mechanism (with SASL_PLAINTEXT / SASL_SSL)"),
+    Setting("kafka_username", _str, "", "SASL user name"),
+    Setting("kafka_password", _str, "", "SASL password; env only, never a flag", secret=True),
+    Setting("kafka_password_file", _opt_path, "", "file holding the SASL password (a mounted secret), instead of LIVECUE_KAFKA_PASSWORD"),
+    Setting("kafka_ca_file", _opt_path, "", "PEM file of the CA(s) that signed the brokers' certificates (empty: the system's trust store)"),
+    Setting("kafka_cert_file", _opt_path, "", "PEM client certificate (chain), for brokers that require TLS client authentication"),
+    Setting("kafka_key_file", _opt_path, "", "PEM private key of the client certificate"),
     Setting("partitions", _int_range(1, 1024), "4", "partitions per contract topic when creating topics"),
     Setting("app_id", _str, "livecue", "Kafka consumer group / Faust app id of the workers"),
     Setting("data_dir", _path, "./data", "directory for worker state (one subdirectory per worker)"),
@@ -188,6 +196,14 @@ class Settings:
     """All settings of a LiveCue process. Build with :func:`load_settings`; never mutate."""
 
     broker: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: str = ""
+    kafka_password_file: Path | None = None
+    kafka_ca_file: Path | None = None
+    kafka_cert_file: Path | None = None
+    kafka_key_file: Path | None = None
     partitions: int = 4
     app_id: str = "livecue"
     data_dir: Path = Path("./data")
@@ -286,6 +302,22 @@ def load_settings(env: Mapping[str, str], flags: Mapping[str, str | None] | None
             raise ConfigError(f"setting token_secret_file = {str(values['token_secret_file'])!r}: {exc}") from None
         if not values["token_secret"]:
             raise ConfigError("setting token_secret_file: the file is empty")
+    if values["kafka_password_file"] is not None:
+        if values["kafka_password"]:
+            raise ConfigError("settings kafka_password and kafka_password_file: set one of them, not both")
+        try:
+            values["kafka_password"] = values["kafka_password_file"].read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"setting kafka_password_file = {str(values['kafka_password_file'])!r}: {exc}") from None
+        if not values["kafka_password"]:
+            raise ConfigError("setting kafka_password_file: the file is empty")
+    if values["kafka_security_protocol"].startswith("SASL_") and not (values["kafka_username"] and values["kafka_password"]):
+        raise ConfigError(
+            f"setting kafka_security_protocol = {values['kafka_security_protocol']}: needs kafka_username "
+            "and a password (LIVECUE_KAFKA_PASSWORD or LIVECUE_KAFKA_PASSWORD_FILE)"
+        )
+    if (values["kafka_cert_file"] is None) != (values["kafka_key_file"] is None):
+        raise ConfigError("settings kafka_cert_file and kafka_key_file: set both or neither")
     settings = Settings(**values)
     if settings.heartbeat_interval_s * 3 > settings.session_timeout_s:
         raise ConfigError(
@@ -319,6 +351,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             text = settings.broker_url
         elif s.name == "token_secret_file":
             text = ""  # already read into token_secret, which the child gets instead
+        elif s.name == "kafka_password_file":
+            text = ""  # already read into kafka_password, which the child gets instead
         elif v is None:
             text = ""
         elif isinstance(v, tuple):

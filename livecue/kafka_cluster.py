@@ -98,8 +98,8 @@ def kafka_jars(pom: Path = POM, cache_dir: Path | None = None, timeout: float = 
         if (target / ".complete").is_file():
             return target
         if shutil.which("mvn") is None:
-            cmd = " ".join(_mvn_command(pom, target))
-            raise BrokerError(f"mvn not found: install Maven (apt-get install maven) or run: {cmd}")
+            shown = " ".join(_mvn_command(pom, target))
+            raise BrokerError(f"mvn not found: install Maven (apt-get install maven) or run: {shown}")
         tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=root))
         cmd = _mvn_command(pom, tmp)
         log.info("resolving kafka jars", extra={"command": " ".join(cmd)})

@@ -11,7 +11,9 @@ from collections import Counter
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from livecue.broker import topic_partitions
 from livecue.config import Settings
+from livecue.kafka_client import client_kwargs
 from livecue.recording import Record, dumps_line
 from livecue.sim.send import Progress
 from schemas.events import INPUT_TOPICS
@@ -46,14 +48,18 @@ async def record(args: argparse.Namespace, settings: Settings) -> Counter[str]:
         loop.add_signal_handler(sig, stop.set)
     rooms = {r.encode() for r in args.room}
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                **client_kwargs(settings))
     await consumer.start()
     counts: Counter[str] = Counter()
     out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")  # noqa: SIM115
     progress = None if args.quiet else Progress("record: got")
     try:
-        tps = [TopicPartition(t, p) for t in INPUT_TOPICS for p in sorted(consumer.partitions_for_topic(t) or ())]
-        missing = [t for t in INPUT_TOPICS if not consumer.partitions_for_topic(t)]
+        # Ask for the topics by name: Apache Kafka's metadata names only the topics a client asks
+        # for (Tansu's lists them all), so a fresh consumer's cache knows none of them yet.
+        parts = await topic_partitions(settings.broker, INPUT_TOPICS, security=client_kwargs(settings))
+        tps = [TopicPartition(t, p) for t in INPUT_TOPICS for p in range(parts.get(t, 0))]
+        missing = [t for t in INPUT_TOPICS if not parts.get(t)]
         if missing:
             print(f"livecue record: topics not found (yet): {', '.join(missing)}", file=sys.stderr)
         consumer.assign(tps)

@@ -10,6 +10,7 @@ from collections import Counter
 
 from livecue.config import Settings
 from livecue.recording import BadLine, Record, read_recording
+from livecue.kafka_client import client_kwargs
 from livecue.sim.send import Progress, pace_order, parse_speed, send_paced
 
 NAME = "replay"
@@ -51,4 +52,5 @@ async def _replay(records: list[Record], settings: Settings, speed: float | None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return await send_paced(pace_order(records), settings.broker, linger_ms=settings.linger_ms, speed=speed,
-                            progress=None if quiet else Progress("replay: sent"), stop=stop)
+                            progress=None if quiet else Progress("replay: sent"), stop=stop,
+                            producer_options=client_kwargs(settings))

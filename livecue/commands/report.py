@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from livecue.config import Settings
+from livecue.kafka_client import client_kwargs
 from schemas.errors import ConfigError, LiveCueError
 
 NAME = "report"
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if not args.room:
                 print("livecue report: --room is required when reading the topics", file=sys.stderr)
                 return 2
-            inputs = asyncio.run(read_broker(settings.broker, args.room, prog))
+            inputs = asyncio.run(read_broker(settings.broker, args.room, prog, security=client_kwargs(settings)))
         prog.say(f"room {inputs.room_id}: {len(inputs.items):,} events, {len(inputs.acks)} acks")
         rep = build_report(
             inputs.items, pb, session_id=args.session, cues=inputs.cues or None, acks=inputs.acks,

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from livecue.config import Settings
 from livecue.recording import Record, record_of, write_recording
 from livecue.sim import DEFAULT_START_TS, SCENARIOS, generate, room_ids
+from livecue.kafka_client import client_kwargs
 from livecue.sim.send import Progress, parse_speed, parse_start, send_paced
 
 NAME = "simulate"
@@ -84,4 +85,4 @@ async def _to_kafka(args: argparse.Namespace, settings: Settings, start_ts: int,
     print(f"simulating {len(ids)} rooms ({', '.join(ids[:4])}{'...' if len(ids) > 4 else ''}), "
           f"scenario {args.scenario}, into {settings.broker_url}", file=sys.stderr, flush=True)
     return await send_paced(_shows(args, start_ts, ids), settings.broker, linger_ms=settings.linger_ms,
-                            speed=speed, progress=progress, stop=stop)
+                            speed=speed, progress=progress, stop=stop, producer_options=client_kwargs(settings))

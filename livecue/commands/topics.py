@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from livecue.broker import create_topics
+from livecue.kafka_client import client_kwargs
 from livecue.config import Settings
 from schemas.events import ALL_TOPICS
 
@@ -19,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    created = asyncio.run(create_topics(settings.broker, settings.partitions, ALL_TOPICS, args.timeout))
+    created = asyncio.run(create_topics(settings.broker, settings.partitions, ALL_TOPICS, args.timeout,
+                                        security=client_kwargs(settings)))
     for t in ALL_TOPICS:
         print(f"{t}\t{'created' if t in created else 'exists'}")
     return 0

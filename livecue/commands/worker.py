@@ -9,6 +9,7 @@ import os
 import socket
 
 from livecue.broker import create_topics, topic_partitions
+from livecue.kafka_client import client_kwargs
 from livecue.config import Settings
 from schemas.errors import ConfigError
 from schemas.events import INPUT_TOPICS
@@ -36,7 +37,7 @@ def _input_partitions(settings: Settings) -> int:
 
     A room's events meet on one worker only if every input topic has the same partition count.
     """
-    counts = asyncio.run(topic_partitions(settings.broker, INPUT_TOPICS))
+    counts = asyncio.run(topic_partitions(settings.broker, INPUT_TOPICS, security=client_kwargs(settings)))
     missing = [t for t in INPUT_TOPICS if t not in counts]
     if missing:
         raise ConfigError(f"input topics missing on {settings.broker_url}: {', '.join(missing)} "
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.worker_id:
         settings = settings.replace(worker_id=f"{socket.gethostname()}-{os.getpid()}")
     if not args.no_create_topics:
-        asyncio.run(create_topics(settings.broker, settings.partitions))
+        asyncio.run(create_topics(settings.broker, settings.partitions, security=client_kwargs(settings)))
     settings = settings.replace(partitions=_input_partitions(settings))
     worker_app = create_app(settings)  # a bad playbook fails here, naming file and key
     _server, port = serve_metrics(worker_app.metrics.registry, settings.metrics_host, settings.metrics_port)

@@ -180,7 +180,7 @@ def read_records(records: Iterable[Record], room: str | None) -> Inputs:
 
 
 async def read_broker(bootstrap: str, room: str, progress: Progress | None = None,
-                      *, timeout_s: float = 120.0) -> Inputs:
+                      *, timeout_s: float = 120.0, security: dict[str, Any] | None = None) -> Inputs:
     """One room's inputs, outputs and acks from the topics, up to their high watermarks now.
 
     Partitions are assigned, not subscribed. Raises :class:`SourceError` if the broker has none
@@ -190,7 +190,7 @@ async def read_broker(bootstrap: str, room: str, progress: Progress | None = Non
 
     col = _Collector(room)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+                                enable_auto_commit=False, auto_offset_reset="earliest", **(security or {}))
     await consumer.start()
     n = 0
     try:
