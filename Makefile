@@ -27,7 +27,8 @@ test-unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.decode
 	$(BIN)/python -m bench.core
-	$(BIN)/python -m bench.worker
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/livecue bench --json artifacts/livecue-bench.json --chart artifacts/livecue-bench.png
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.jsonschema --write

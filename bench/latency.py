@@ -69,7 +69,8 @@ async def _go_and_wait(proc: asyncio.subprocess.Process) -> dict[str, Any]:
 
 def _summary(lat_ms: list[float], sent: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return {
-        "offered_eps": round(sent["offered_eps"], 1), "sent": sent["sent"], "samples": len(lat_ms),
+        "offered_eps": round(sent["offered_eps"], 1), "sent": sent["sent"], "producer": sent.get("producer"),
+        "samples": len(lat_ms),
         "p50_ms": quantile(lat_ms, 0.50), "p99_ms": quantile(lat_ms, 0.99),
         "max_ms": max(lat_ms) if lat_ms else None, **extra,
     }

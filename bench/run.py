@@ -37,6 +37,7 @@ from livecue.broker import EmbeddedBroker, create_topics
 from schemas.events import INPUT_TOPICS
 
 from .common import Child, env_with, proc_rss_mb, progress, start_child
+from .worker import start_workers
 from .peers import PEERS, TOPIC_CONFIGS, PeerUnavailable, run_peer
 from .workload import Workload, dense, many_room
 
@@ -247,19 +248,21 @@ class _Run:
         self._set_eps("worker_dense_eps", "worker_dense_cpu_us_per_event", out, "dense worker")
 
     def _scale(self) -> None:
-        from .worker import catch_up, start_worker
+        """Two workers of one group on the many-room backlog, measured like the one-worker run:
+        backlog first, then both workers started together (Tansu forms the group after the
+        rebalance timeout, so both join its first generation), clock from the first progress."""
+        from .worker import catch_up, per_worker, start_worker
 
         w = self.many()
         with self.broker("scale") as b:
+            self.produce(b, w)
             app_id = f"bench-scale-{secrets.token_hex(3)}"
-            env = self.worker_env(b, app_id)
-            ws = [start_worker({**env, "LIVECUE_WORKER_ID": f"scale-{i}"}, self.work / f"worker-scale-{i}.log",
-                               f"scale-{i}") for i in range(2)]
+            env = {**self.worker_env(b, app_id), "LIVECUE_REBALANCE_TIMEOUT_S": "4"}
+            ws = start_workers([{**env, "LIVECUE_WORKER_ID": f"scale-{i}"} for i in range(2)],
+                               [self.work / f"worker-scale-{i}.log" for i in range(2)], "scale")
             try:
-                members = asyncio.run(_wait_group(b.bootstrap, app_id, 2, 90))
-                progress(f"scale: group {app_id} stable with {members} members; producing the backlog")
-                self.produce(b, w)
                 out = catch_up(ws, w.events, "2 workers")
+                out["per_worker_events"] = per_worker(ws)
             finally:
                 for wk in ws:
                     wk.stop()
@@ -268,9 +271,12 @@ class _Run:
         out["eps_1w"] = one
         self.details["scale"] = out
         if out["eps"] is not None and one:
-            self.res["scale_2w_ratio"] = round(out["eps"] / one, 3)
+            self.res["scale_2w_ratio"] = _sig(out["eps"] / one)
         else:
             self.reasons["scale_2w_ratio"] = "no one-worker or two-worker rate to compare"
+        if min(out["per_worker_events"]) == 0:
+            self.reasons["scale_2w_ratio"] = "one of the two workers processed nothing (it never got partitions)"
+            self.res["scale_2w_ratio"] = None
 
     def _floor(self, b: EmbeddedBroker) -> None:
         from .latency import floor
@@ -350,7 +356,7 @@ class _Run:
 
         def ratio(a: str, b: str, key: str) -> None:
             if r.get(a) and r.get(b):
-                r[key] = round(r[a] / r[b], 3)
+                r[key] = _sig(r[a] / r[b])
             else:
                 self.reasons.setdefault(key, f"needs {a} and {b}")
 
@@ -380,6 +386,11 @@ class _Run:
             "work_dir": str(self.work),
         }
         return out
+
+
+def _sig(v: float) -> float:
+    """A ratio to 4 significant digits."""
+    return float(f"{v:.4g}")
 
 
 def _r(v: float | None) -> float | None:

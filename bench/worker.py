@@ -23,7 +23,7 @@ from livecue.config import load_settings, settings_env
 
 from .common import Child, env_with, metric_sum, proc_cpu_s, proc_rss_mb, progress, scrape, start_child
 
-__all__ = ["WorkerChild", "start_worker", "catch_up", "worker_settings_env", "RELEASED", "CONSUMED", "FORCED"]
+__all__ = ["WorkerChild", "start_worker", "start_workers", "per_worker", "catch_up", "worker_settings_env", "RELEASED", "CONSUMED", "FORCED"]
 
 RELEASED = "livecue_events_released_total"
 CONSUMED = "livecue_events_consumed_total"
@@ -59,6 +59,42 @@ def start_worker(env: dict[str, str], log_path: Path, name: str = "worker") -> W
     child = start_child(name, ["livecue.cli", "worker", "--no-create-topics"], env_with(env), log_path,
                         "metrics: ", timeout=90)
     return WorkerChild(child, child.first_line.split("metrics: ", 1)[1].strip())
+
+
+def start_workers(envs: list[dict[str, str]], log_paths: list[Path], name: str) -> list[WorkerChild]:
+    """Several workers spawned at once (not one after another's start-up), so that they join
+    their group together."""
+    import subprocess
+
+    from .common import Child, _drain
+
+    procs = []
+    for env, log_path in zip(envs, log_paths, strict=True):
+        with open(log_path, "ab") as log_file:
+            procs.append(subprocess.Popen([sys.executable, "-m", "livecue.cli", "worker", "--no-create-topics"],
+                                          env=env_with(env), stdout=subprocess.PIPE, stderr=log_file,
+                                          stdin=subprocess.DEVNULL))
+    out = []
+    try:
+        for i, (proc, log_path) in enumerate(zip(procs, log_paths, strict=True)):
+            assert proc.stdout is not None
+            line = proc.stdout.readline().decode()
+            child = Child(f"{name}-{i}", proc, log_path, line.strip())
+            if not line.startswith("metrics: "):
+                raise RuntimeError(f"{name}-{i} did not start: {child.log_tail()}")
+            _drain(proc.stdout)
+            out.append(WorkerChild(child, line.split("metrics: ", 1)[1].strip()))
+    except BaseException:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        raise
+    return out
+
+
+def per_worker(workers: Sequence[WorkerChild]) -> list[int]:
+    """Events each worker counted (its progress metric)."""
+    return [int(read_progress(w).value) for w in workers]
 
 
 @dataclass

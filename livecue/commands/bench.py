@@ -23,7 +23,7 @@ HELP = "measure the worker, the gateway and peers (Quix Streams, Bytewax) in one
 SETTINGS = ("log_format", "log_level")
 
 #: ``--quick``: the sizes that finish in under 3 minutes on a 2-core host.
-QUICK = {"events": 60_000, "latency_seconds": 4.0, "fanout_cues": 5, "peer_timeout": 150.0}
+QUICK = {"events": 150_000, "latency_seconds": 4.0, "fanout_cues": 5, "peer_timeout": 150.0}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,8 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fanout-cues", type=int, default=None, help="cues sent to the screens (default 10)")
     p.add_argument("--peer-timeout", type=float, default=None, help="seconds a peer may take (default 600)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the figures as JSON")
-    p.add_argument("--chart", type=Path, default=Path("livecue-bench.png"), metavar="FILE",
-                   help="PNG chart of the run (default ./livecue-bench.png)")
+    p.add_argument("--chart", type=Path, default=Path("artifacts/livecue-bench.png"), metavar="FILE",
+                   help="PNG chart of the run (default artifacts/livecue-bench.png)")
     p.add_argument("--work-dir", type=Path, default=None, help="logs and state of the run's processes (default: a temp dir)")
 
 
