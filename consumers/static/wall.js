@@ -186,8 +186,10 @@
     let lo = Infinity, hi = -Infinity;
     for (const [, v] of series) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
     if (hi === lo) { hi += 1; lo -= 1; }
-    const t1 = series[series.length - 1][0], t0 = t1 - WINDOW_MS;
-    const x = (ts) => ((ts - t0) / WINDOW_MS) * w, y = (v) => h - 2 - ((v - lo) / (hi - lo)) * (h - 4);
+    // the last 10 minutes, or the whole show when it is younger than that
+    const t1 = series[series.length - 1][0], t0 = Math.max(series[0][0], t1 - WINDOW_MS);
+    const span = Math.max(1, t1 - t0);
+    const x = (ts) => ((ts - t0) / span) * w, y = (v) => h - 2 - ((v - lo) / (hi - lo)) * (h - 4);
     g.beginPath();
     series.forEach(([ts, v], i) => (i ? g.lineTo(x(ts), y(v)) : g.moveTo(x(ts), y(v))));
     g.strokeStyle = "#4cc2ff";
