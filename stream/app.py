@@ -103,8 +103,6 @@ class WorkerApp:
     _sends: list[_Send] = field(default_factory=list)  # since the last flush
     _groups: list[_AckGroup] = field(default_factory=list)
     _retry_at: float = 0.0
-    _stats_pending: dict[str, RoomStats] = field(default_factory=dict)
-    _stats_sent: dict[str, float] = field(default_factory=dict)
     _pumping: bool = False
     _fetch_state: dict[TP, tuple[int | None, int | None, int | None]] = field(default_factory=dict)
 
@@ -172,7 +170,7 @@ class WorkerApp:
                 log.warning("merge wait bound reached", extra={"waited_for": topic, "events": n})
             if out:
                 self._outputs(out, now)
-            self._due_stats(now)
+            self._due_stats(now, wall_ms)
             self._resume_drained()
             if force_flush or now - self.last_flush >= self.settings.commit_interval_s / 2:
                 self.last_flush = now
@@ -212,26 +210,20 @@ class WorkerApp:
             m.event_time_lag.observe(max(0.0, now_wall - cue.ts / 1000.0))
             log.info("cue", extra={"cue_id": cue.cue_id, "room_id": cue.room_id, "kind": cue.kind, "ts": cue.ts})
         for st in out.stats:
-            self._stats_pending[st.room_id] = st
+            self._send_stats(st)
         for dl in out.deadletters:
             self._queue_send("deadletter", TOPIC_DEADLETTER,
                              dl.key.encode() if dl.key is not None else None, orjson.dumps(dl))
 
-    def _due_stats(self, now: float) -> None:
-        """Send each room's latest snapshot, at most once a second per room (a screen refresh:
-        not tied to acks; a crash loses at most the newest snapshot, replaced a second later)."""
-        if not self._stats_pending:
-            return
-        sent = self._stats_sent
-        due = [r for r in self._stats_pending if now - sent.get(r, 0.0) >= STATS_MIN_INTERVAL_S]
-        if not due:
-            return
-        producer = self.app.producer
-        for room in due:
-            st = self._stats_pending.pop(room)
-            sent[room] = now
-            self._fire_and_forget(producer, TOPIC_ROOM_STATS, room.encode(), orjson.dumps(st))
-            self.metrics.room_stats.inc()
+    def _due_stats(self, now: float, wall_ms: int) -> None:
+        """Send room_stats: screen refreshes, at most once a second per room, built only when
+        sent; not tied to acks (a crash loses at most the newest, replaced a second later)."""
+        for st in self.processor.take_snapshots(now, STATS_MIN_INTERVAL_S, wall_ms):
+            self._send_stats(st)
+
+    def _send_stats(self, st: RoomStats) -> None:
+        self._fire_and_forget(self.app.producer, TOPIC_ROOM_STATS, st.room_id.encode(), orjson.dumps(st))
+        self.metrics.room_stats.inc()
 
     def _fire_and_forget(self, producer: Any, topic: str, key: bytes, value: bytes) -> None:
         async def go() -> None:

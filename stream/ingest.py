@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Batch", "BatchTracker"]
 
@@ -29,7 +29,7 @@ class Batch:
 
     __slots__ = ("tp", "first", "last", "remaining", "dead")
 
-    def __init__(self, tp: Hashable, first: int, last: int, count: int) -> None:
+    def __init__(self, tp: Any, first: int, last: int, count: int) -> None:
         self.tp = tp
         self.first = first
         self.last = last
@@ -68,11 +68,11 @@ class BatchTracker(Generic[TP]):
         if batch.remaining < 0:
             raise ValueError(f"{batch!r} acknowledged more records than it holds")
         if batch.remaining == 0:
-            q = self._batches.get(batch.tp)  # type: ignore[call-overload]
+            q = self._batches.get(batch.tp)
             if q is not None:
                 while q and q[0].remaining == 0:
                     done = q.popleft()
-                    self._committable[done.tp] = done.last + 1  # type: ignore[index]
+                    self._committable[done.tp] = done.last + 1
 
     def committable(self, tp: TP) -> int | None:
         """The offset to commit for ``tp`` (next to read), or None if nothing new is safe."""

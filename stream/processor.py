@@ -34,7 +34,7 @@ from schemas.decode import decode_event
 from schemas.errors import InvalidEvent
 from schemas.events import INPUT_TOPICS, Event
 from schemas.outputs import Cue, DeadLetter, RoomStats
-from stream.core import RoomState, dump_state, load_state, new_state, state_size, step_many
+from stream.core import RoomState, dump_state, load_state, new_state, snapshot, state_size, step_many
 from stream.core.align import PartitionGroup
 
 __all__ = ["Processor", "Outputs", "Record", "reason_code", "encode_room_value", "decode_room_value"]
@@ -124,6 +124,8 @@ class Processor:
         self._rooms: dict[str, _Room] = {}
         self._released_handles: list[Any] = []
         self._deadletter_handles: list[Any] = []
+        self._stats_due: set[str] = set()
+        self._stats_sent: dict[str, float] = {}
         self.metrics = metrics
 
     # -- input -------------------------------------------------------------------------------
@@ -165,8 +167,8 @@ class Processor:
             push(topic, event.ts, offset,
                  Record(topic, partition, offset, key, value or b"", event, handle, received), now_ms)
         if m and counts:
-            for et, n in counts.items():
-                m.consumed(topic, et, n)
+            for etype, n in counts.items():
+                m.consumed(topic, etype, n)
         return dls
 
     def ingest(
@@ -234,17 +236,18 @@ class Processor:
                 fresh.append(rec)
             if not fresh:
                 continue
-            result = step_many(room.state, [r.event for r in fresh], self._playbook_for(room_id), snapshots="last")
+            result = step_many(room.state, [r.event for r in fresh], self._playbook_for(room_id), snapshots="none")
             room.state = result.state
             room.dirty = True
             if result.cues:
                 earliest = min(r.received for r in fresh)
                 for cue in result.cues:
                     out.cues.append((dataclasses.replace(cue, emitted_at=wall_ms), earliest))
-            if result.stats:
-                # A screen needs the latest snapshot only: while catching up, one per room per
-                # release instead of one per event-time second.
+            if result.stats:  # a session's final snapshot: sent at once
                 out.stats.append(dataclasses.replace(result.stats[-1], emitted_at=wall_ms))
+                self._stats_due.discard(room_id)
+            elif result.snapshot_due:
+                self._stats_due.add(room_id)
             if result.rejected:
                 by_event = {id(r.event): r for r in fresh}
                 for ev, reason in result.rejected:
@@ -259,6 +262,23 @@ class Processor:
             handles.extend(r.handle for r in fresh)
         if m:
             m.released(len(records))
+
+    def take_snapshots(self, now: float, min_interval: float, wall_ms: int) -> list[RoomStats]:
+        """room_stats of rooms whose stats tick passed, each at most once per ``min_interval``
+        (seconds of the caller's clock ``now``): built only when sent, from the room's state."""
+        if not self._stats_due:
+            return []
+        sent = self._stats_sent
+        out = []
+        for room_id in [r for r in self._stats_due if now - sent.get(r, -1e18) >= min_interval]:
+            self._stats_due.discard(room_id)
+            room = self._rooms.get(room_id)
+            if room is None:
+                continue
+            sent[room_id] = now
+            st = snapshot(room.state, self._playbook_for(room_id))
+            out.append(dataclasses.replace(st, emitted_at=wall_ms))
+        return out
 
     def flush(self) -> Outputs:
         """Hand out the dirty rooms' table writes and the handles that may now be acked."""
@@ -284,6 +304,8 @@ class Processor:
                 dropped += len(self._groups.pop(p))
         for room_id in [r for r, room in self._rooms.items() if partitions is None or room.partition in partitions]:
             del self._rooms[room_id]
+            self._stats_due.discard(room_id)
+            self._stats_sent.pop(room_id, None)
         self._released_handles = []
         self._deadletter_handles = []
         return dropped

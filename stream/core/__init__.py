@@ -10,7 +10,7 @@ dump/load), :mod:`.engine` (step, windows, tier, cues, stats), :mod:`.align` (ca
 room's events across topics).
 """
 
-from .engine import StepResult, clip_headline, cue_id, step, step_many
+from .engine import StepResult, clip_headline, cue_id, snapshot, step, step_many
 from .rules import (
     HEADLINE_MAX, LANGUAGES, PLACEHOLDERS, TEXT_KEYS, Bounds, CueText, Intent, Playbook,
     PushStock, ReleaseOrders, SwitchToProfit, SwitchToTrafficDriver, TierRules, UnpaidOrders,
@@ -19,6 +19,7 @@ from .rules import (
 from .state import RoomState, dump_state, load_state, new_state, state_size
 
 __all__ = [
+    "snapshot",
     "RoomState", "new_state", "step", "step_many", "StepResult", "dump_state", "load_state",
     "state_size", "Playbook", "Windows", "Bounds", "Intent", "TierRules", "PushStock",
     "ReleaseOrders", "SwitchToTrafficDriver", "SwitchToProfit", "UnpaidOrders", "CueText",

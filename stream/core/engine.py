@@ -51,7 +51,7 @@ from .state import (
     ST_CREATED, ST_PAID, Episode, RoomState, SkuState, empty_room_slot, empty_sku_slot,
 )
 
-__all__ = ["StepResult", "step", "step_many"]
+__all__ = ["StepResult", "step", "step_many", "snapshot"]
 
 _RANK: Final = {"cold": 0, "warm": 1, "hot": 2}
 _MIN: Final = 60_000.0
@@ -65,7 +65,7 @@ class StepResult:
     cues: list[Cue] = field(default_factory=list)
     stats: list[RoomStats] = field(default_factory=list)
     rejected: list[tuple[Event, str]] = field(default_factory=list)
-    #: "last": only the newest snapshot of a batch is built (see :func:`step_many`)
+    #: "all", "last" or "none" (see :func:`step_many`)
     snapshots: str = "all"
     #: a stats tick happened whose snapshot is not built yet ("last" mode)
     snapshot_due: bool = False
@@ -82,19 +82,26 @@ def step_many(state: RoomState, events: Iterable[Event], pb: Playbook,
               snapshots: str = "all") -> StepResult:
     """Apply events in order; the same result as folding :func:`step` (concatenated outputs).
 
-    ``snapshots="last"`` (the worker's mode): state, cues and rejections are identical, but of
-    the room_stats snapshots due in the batch only the newest is built, from the state after the
-    batch (a screen shows only the newest; building one per stats tick dominated a many-room
-    worker's CPU). A session's final snapshot (at ``session_end``) is always built as is.
+    State, cues and rejections never depend on ``snapshots``; only which room_stats are built:
+    ``"all"``, one per stats tick (the backtest); ``"last"``, only the newest of the batch, from
+    the state after it; ``"none"`` (the worker), none but a session's final one (at
+    ``session_end``), and ``snapshot_due`` says a tick passed: the caller builds a snapshot with
+    :func:`snapshot` when it actually sends one (a screen shows only the newest; building one
+    per tick dominated a many-room worker's CPU).
     """
     out = StepResult(state, snapshots=snapshots)
     apply = _apply
     for ev in events:
         apply(state, ev, pb, out)
-    if out.snapshot_due:
+    if out.snapshot_due and snapshots == "last":
         out.snapshot_due = False
-        out.stats.append(_snapshot(state, state.max_ts, pb, _room_sums(state, state.n_short)))
+        out.stats.append(snapshot(state, pb))
     return out
+
+
+def snapshot(state: RoomState, pb: Playbook) -> RoomStats:
+    """The room's room_stats snapshot now (at its latest event time). Pure; no state change."""
+    return _snapshot(state, state.max_ts, pb, _room_sums(state, state.n_short))
 
 
 # --------------------------------------------------------------------------- dispatch and clock
@@ -602,7 +609,7 @@ def _tick(st: RoomState, ts: int, pb: Playbook, out: StepResult) -> None:
     _evaluate_all(st, pb, out, sums)
     if k > st.stats_k:
         st.stats_k = k
-        if out.snapshots == "last":
+        if out.snapshots != "all":
             out.snapshot_due = True
         else:
             out.stats.append(_snapshot(st, now, pb, sums))
