@@ -240,3 +240,68 @@ async def _settled(bootstrap: str) -> bool:
         _last.update(n=n, since=now)
         return False
     return bool(now - _last["since"] >= 3)
+
+
+async def test_cue_card_speaks_the_controllers_language(test_settings: Settings, uid: str,
+                                                        artifacts_dir: Path) -> None:
+    """Evidence as figures with labels and units, raw keys behind a toggle; a held SKU's ETA
+    reads 憋单 (not 0 秒); English labels with --lang en."""
+    assert os.path.exists(CHROMIUM), "the control-room test needs Debian's chromium"
+    from aiokafka import AIOKafkaProducer
+    from playwright.async_api import async_playwright
+
+    room = f"card-{uid}"
+    gw = Gateway(test_settings, CollectorRegistry())
+    await gw.start()
+    p = AIOKafkaProducer(bootstrap_servers=test_settings.broker, linger_ms=0)
+    await p.start()
+    try:
+        now = int(time.time() * 1000)
+        skus = [{"sku_id": "s1", "name": "玻尿酸精华", "role": "hero", "price_cents": 15900, "stock": 0,
+                 "on_air": True, "held": True, "sold": 40, "cart_adds_per_min": 30.0, "orders_per_min": 0.0,
+                 "units_per_min": 0.0, "conversion": None, "eta_s": 0.0},
+                {"sku_id": "s2", "name": "洁面乳", "role": "giveaway", "price_cents": 100, "stock": 0,
+                 "on_air": False, "held": False, "sold": 50, "cart_adds_per_min": 0.0, "orders_per_min": 0.0,
+                 "units_per_min": 0.0, "conversion": None, "eta_s": 0.0}]
+        st = {"type": "room_stats", "room_id": room, "session_id": "s", "ts": now, "tier": "hot", "online": 5000,
+              "online_trend": 0.0, "entered_per_min": 1.0, "left_per_min": 1.0, "chat_per_min": 900.0,
+              "unique_chatters": 300, "intent_per_min": 687.0, "intent_share": 0.7, "likes_per_min": 10.0,
+              "cart_adds_per_min": 30.0, "orders_per_min": 0.0, "gmv_cents_per_min": 0, "gmv_cents_total": 1,
+              "unpaid_share": 0.0, "on_air_sku": "s1", "skus": skus, "emitted_at": now}
+        await p.send_and_wait("live.room_stats", orjson.dumps(st), key=room.encode())
+        ev = {"stock": 0, "units_per_min": 0.0, "cart_adds_per_min": 30.2, "on_air": True,
+              "intent_per_min": 687.4, "missed_per_min": 87.0, "chat_per_min": 900.0, "held": True,
+              "held_s": 20.0, "weighted_intent_per_min": 774.4, "intent_share": 0.86}
+        c = {"type": "cue", "cue_id": f"c-{uid}", "room_id": room, "session_id": "s", "kind": "release_orders",
+             "severity": "critical", "sku_id": "s1", "target_sku_id": None, "headline": "玻尿酸精华放单！",
+             "detail": "d", "evidence": ev, "ts": now, "emitted_at": now,
+             "texts": {"zh": {"headline": "玻尿酸精华放单！", "detail": "d"},
+                       "en": {"headline": "Release now", "detail": "d"}}}
+        await p.send_and_wait("live.cues", orjson.dumps(c), key=room.encode())
+        tok = mint(test_settings.token_secret, "controller", [room], 3600, "场控", time.time())
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            try:
+                page = await browser.new_page(viewport={"width": 1600, "height": 900})
+                await page.goto(f"{gw.url}/#token={tok}")
+                await page.wait_for_selector("#cues .cue .figures li")
+                figs = [" ".join(x.split()) for x in await page.locator(".figures li").all_inner_texts()]
+                assert figs == ["求购弹幕 687 条/分", "没抢到 87 条/分", "已憋单 20 秒", "加购 30.2 次/分"]
+                assert not await page.locator("details.raw dl").is_visible(), "raw keys behind a toggle"
+                await page.click("details.raw summary")
+                assert await page.locator("details.raw dt", has_text="weighted_intent_per_min").is_visible()
+                await page.wait_for_selector("#lineup tbody tr")
+                etas = await page.locator("#lineup tbody tr td:last-child").all_inner_texts()
+                assert etas == ["憋单", "已售罄"], "a held SKU reads 憋单, not 0 秒"
+                await page.screenshot(path=str(artifacts_dir / "control-room-card.png"))
+                await page.click("#lang")
+                figs = [" ".join(x.split()) for x in await page.locator(".figures li").all_inner_texts()]
+                assert figs == ["Intent chats 687 /min", "Missed it 87 /min", "Held for 20 s",
+                                "Cart adds 30.2 /min"]
+                assert await page.locator("#lineup tbody tr td:last-child").all_inner_texts() == ["Held", "Sold out"]
+                await page.click("#lang")
+            finally:
+                await browser.close()
+    finally:
+        await p.stop()
+        await gw.stop()
