@@ -12,6 +12,7 @@ times, load time) are printed, not asserted against a clock.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import statistics
 import time
 from pathlib import Path
@@ -143,6 +144,23 @@ async def _idle_socket(port: int, source: str, stats: dict[str, int], stop: asyn
         await asyncio.sleep(0.05)
 
 
+def _attack_main(port: int, sources: list[str], conn: Any) -> None:
+    """The attacker, in a process of its own (a real attacker does not share the screens' CPU):
+    runs one idle-socket loop per source address until told to stop, then reports its counts."""
+    async def run() -> None:
+        stop = asyncio.Event()
+        stats = {"opened": 0, "upgraded": 0}
+        tasks = [asyncio.create_task(_idle_socket(port, s, stats, stop)) for s in sources]
+        conn.send("started")
+        await asyncio.to_thread(conn.recv)
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        conn.send(stats)
+    asyncio.run(run())
+
+
 async def test_idle_unauthenticated_sockets_never_lock_authenticated_screens_out(
         kafka: Kafka, test_settings: Settings, uid: str) -> None:
     room = f"ru-{uid}"
@@ -163,42 +181,54 @@ async def test_idle_unauthenticated_sockets_never_lock_authenticated_screens_out
 
         baseline = [await delivery() for _ in range(8)]
 
-        stop = asyncio.Event()
-        stats = {"opened": 0, "upgraded": 0}
-        # 300 sockets: most from two other addresses, a third from the screens' own address.
+        # 300 sockets: most from two other addresses, a fifth from the screens' own address.
         sources = ["127.0.0.2"] * 120 + ["127.0.0.3"] * 120 + ["127.0.0.1"] * 60
-        attack = [asyncio.create_task(_idle_socket(gw.port, s, stats, stop)) for s in sources]
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        attacker = ctx.Process(target=_attack_main, args=(gw.port, sources, child), daemon=True)
+        attacker.start()
         try:
+            assert await asyncio.to_thread(parent.poll, 60) and parent.recv() == "started"
             await asyncio.sleep(2.0)  # let the attack fill every slot it can
-            tries = ok = 0
+            tries = first_try = 0
+            failures: dict[str, int] = {}
             during = []
             open_screens: list[ClientConnection] = []
             for i in range(30):
-                tries += 1
-                try:
-                    ws, _ = await _hello(gw, token(settings, "viewer", room, by=f"screen-{i}"),
-                                         open_timeout=10)
-                    ok += 1
+                # As the screens' page does: on failure, try again (it backs off 1 s; here 0.2 s).
+                for attempt in range(1, 4):
+                    tries += 1
+                    try:
+                        ws, _ = await _hello(gw, token(settings, "viewer", room, by=f"screen-{i}"),
+                                             open_timeout=10)
+                    except (InvalidStatus, ConnectionClosed, TimeoutError, OSError, AssertionError) as exc:
+                        failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+                        await asyncio.sleep(0.2)
+                        continue
+                    first_try += attempt == 1
                     open_screens.append(ws)
-                except (InvalidStatus, ConnectionClosed, TimeoutError, OSError, AssertionError):
-                    pass
+                    break
                 if i % 3 == 0:
                     during.append(await delivery())
                     for ws in open_screens:  # every connected screen gets every cue
                         while (await recv_type(ws, "cue", timeout=20))["cue_id"] != f"{room}-c{n[0]}":
                             pass
-            attack_stats = dict(stats)
+            parent.send("stop")
+            assert await asyncio.to_thread(parent.poll, 60)
+            attack_stats = parent.recv()
         finally:
-            stop.set()
-            for t in attack:
-                t.cancel()
-            await asyncio.gather(*attack, return_exceptions=True)
+            attacker.join(30)
+            if attacker.is_alive():
+                attacker.kill()
         print(f"\nunauthenticated flood: {attack_stats['opened']} attack sockets opened "
-              f"({attack_stats['upgraded']} upgraded); screens connected {ok}/{tries}; "
+              f"({attack_stats['upgraded']} upgraded); screens connected {len(open_screens)}/30 "
+              f"({first_try}/30 at the first try, {tries} tries in all; failed tries: {failures}); "
               f"cue delivery median {statistics.median(baseline) * 1000:.1f} ms before, "
               f"{statistics.median(during) * 1000:.1f} ms during (max {max(during) * 1000:.1f} ms)")
         assert attack_stats["opened"] > 300, "the attack really ran"
-        assert ok / tries >= 0.9, (ok, tries)
+        assert len(open_screens) == 30, (len(open_screens), first_try, tries)
+        assert first_try >= 20, (first_try, tries)  # most at once; a socket from the attacker's
+        # own address can be pushed out by its churn before its auth frame is read
         for ws in open_screens:
             await ws.close()
         await watcher.close()
@@ -265,3 +295,35 @@ async def test_resume_larger_than_the_send_queue_loads_without_a_cut_off(
         # Still a live screen afterwards.
         await ws.ping()
         await ws.close()
+
+
+async def test_canary_has_spoken_sees_a_buffered_frame() -> None:
+    """``consumers.gateway._has_spoken`` reads websockets' internal receive buffer (to spare a
+    screen whose auth frame has arrived from being pushed out). This fails the day that
+    internal changes, instead of the protection silently turning off."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    from consumers.gateway import _has_spoken
+
+    seen: list[bool] = []
+    sent = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        seen.append(_has_spoken(ws))  # nothing sent yet
+        await sent.wait()
+        for _ in range(200):
+            if _has_spoken(ws):
+                break
+            await asyncio.sleep(0.01)
+        seen.append(_has_spoken(ws))  # a frame is buffered, not read
+        await ws.recv()
+        seen.append(_has_spoken(ws))  # read: the buffer is empty again
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            await asyncio.sleep(0.1)
+            await ws.send('{"type":"auth","token":"x"}')
+            sent.set()
+            await ws.wait_closed()
+    assert seen == [False, True, False]
