@@ -147,3 +147,20 @@ def test_unknown_part_and_missing_matplotlib_fail_clearly(tmp_path: Path) -> Non
     assert "matplotlib is needed for the chart" in proc.stderr and "[bench]" in proc.stderr
     assert not out_json.exists()
     assert "== ceiling" not in proc.stderr
+
+
+def test_a_peer_that_cannot_run_is_null_with_the_reason(tmp_path: Path) -> None:
+    fake = tmp_path / "fake"
+    (fake / "bytewax").mkdir(parents=True)
+    (fake / "bytewax" / "__init__.py").write_text("raise ImportError('bytewax broken on purpose (test)')\n")
+    proc, out_json, chart = bench(tmp_path, "--only", "ceiling,bytewax", "--events", "2000", "--rooms", "20",
+                                  env={"PYTHONPATH": str(fake)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out_json.read_text())
+    assert res["bytewax_eps"] is None and res["worker_vs_bytewax"] is None
+    assert "bytewax broken on purpose (test)" in res["reasons"]["bytewax_eps"]
+    assert "pip install -e '.[bench]'" in res["reasons"]["bytewax_eps"]
+    row = next(ln for ln in proc.stdout.splitlines() if ln.startswith("peer: Bytewax"))
+    assert "n/a" in row and "bytewax broken on purpose" in row
+    positive(res, "ceiling_eps")
+    png_size(chart)
