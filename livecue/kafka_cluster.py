@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -348,7 +349,15 @@ class KafkaCluster:
         deadline = time.monotonic() + timeout
         for node in self.nodes:
             self._wait_node(node, deadline)
-        asyncio.run(_wait_metadata(self.internal_bootstrap, self.nodes_count, deadline))
+        waiting = _wait_metadata(self.internal_bootstrap, self.nodes_count, deadline)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(waiting)
+            return
+        # Called from async code: wait on a loop of its own (start() blocks either way).
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, waiting).result()
 
     def _wait_node(self, node: KafkaNode, deadline: float) -> None:
         import socket
@@ -394,6 +403,15 @@ class KafkaCluster:
                         NewTopic(t, num_partitions=partitions, replication_factor=self.nodes_count)
                         for t in wanted
                     ])
+            # CreateTopics returns before the partitions have leaders; clients that come at once
+            # would see NOT_LEADER_OR_FOLLOWER. Wait for every leader.
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                described = await admin.describe_topics(list(topics))
+                if all(not d.get("error_code") and d["partitions"]
+                       and all(p["leader"] >= 0 for p in d["partitions"]) for d in described):
+                    break
+                await asyncio.sleep(0.1)
             return wanted
         finally:
             await admin.close()
