@@ -255,8 +255,9 @@ async def _produce_backlog(bootstrap: str, rooms: list[str], cues_per_room: int,
         await p.stop()
 
 
-@pytest.mark.parametrize(("n_rooms", "cues_per_room", "acks_per_room"), [(1, 150, 60), (50, 40, 10)],
-                         ids=["one_busy_room", "fifty_rooms"])
+@pytest.mark.parametrize(("n_rooms", "cues_per_room", "acks_per_room"),
+                         [(1, 150, 60), (50, 40, 10), (50, 200, 50)],
+                         ids=["one_busy_room", "fifty_rooms", "fifty_full_backlogs"])
 async def test_resume_larger_than_the_send_queue_loads_without_a_cut_off(
         broker: EmbeddedBroker, test_settings: Settings, uid: str,
         n_rooms: int, cues_per_room: int, acks_per_room: int) -> None:
