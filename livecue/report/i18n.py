@@ -40,7 +40,8 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "rules": "规则",
         "rule_units": "补库存 / 放单：比较该商品库存恢复后 2 分钟与之前 2 分钟的售出件数。",
         "rule_online": "切引流款：比较提示 3 分钟后与提示时的在线人数（互动率：前一分钟弹幕+点赞）。",
-        "rule_verdict": "变化 ≥ +10% 为有效，≤ −10% 为变差，其余为无变化；库存未恢复为未执行。",
+        "rule_verdict": "变化 ≥ +10% 为有效，≤ −10% 为变差，其余为无变化；提示后 5 分钟内库存未恢复为未执行；"
+                        "窗口超出直播结束为数据不足。",
         "rule_defs": "GMV 只计已支付且未取消的订单；观看人数 = 首次在线人数 + 进入人数（合同无观众 ID）；"
                      "GPM = GMV ÷ 观看人·分钟 × 1000；互动 = 弹幕 + 点赞。",
         "reaction": "反应时间从提示发出（无发出时间时用事件时间）算起。",
@@ -88,7 +89,8 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "rule_online": "switch to traffic driver: online viewers 3 minutes after the cue vs at "
                        "the cue (interaction rate: chat + likes in the minute before).",
         "rule_verdict": "helped at +10 % or more, worse at −10 % or less, otherwise no change; "
-                        "not acted on when the stock never came back.",
+                        "not acted on when the stock did not come back within 5 minutes of the cue; "
+                        "too little data when the window runs past the end of the show.",
         "rule_defs": "GMV counts paid, not cancelled orders only; unique viewers = first online "
                      "sample + viewers who entered (the contract has no viewer ids); GPM = GMV / "
                      "viewer-minutes × 1000; interactions = chat messages + likes.",

@@ -29,7 +29,8 @@ Definitions (the report states them too)
   time ``ts``) to the first ``ack`` and the first ``done`` on ``live.acks``.
 * Effects (:data:`EFFECT_RULES`): push_stock / release_orders compare the SKU's units sold in
   the 2 minutes after its stock came back (the first ``stock_set`` at or after the cue that
-  raised it) with the 2 minutes before; switch_to_traffic_driver compares online viewers and the
+  raised it, within 5 minutes of the cue; else the cue was not acted on) with the 2 minutes
+  before; switch_to_traffic_driver compares online viewers and the
   interaction rate (per minute, over the minute before) 3 minutes after the cue with those at the
   cue. Verdict: helped at +10 % or more, worse at -10 % or less, else no change.
 """
@@ -53,12 +54,15 @@ from stream.core.align import canonical_order
 __all__ = [
     "Summary", "Minute", "TierSpan", "SkuRow", "Effect", "CueRow", "CompareRow", "Report",
     "build_report", "select_session", "EFFECT_RULES", "EFFECT_WINDOW_MS", "SWITCH_AFTER_MS",
+    "RESPONSE_WINDOW_MS",
     "VERDICT_THRESHOLD",
 ]
 
 MINUTE_MS: Final = 60_000
 #: Units sold this long before / after the stock came back (push_stock, release_orders).
 EFFECT_WINDOW_MS: Final = 120_000
+#: A restock later than this after a push_stock / release_orders cue is not its answer.
+RESPONSE_WINDOW_MS: Final = 300_000
 #: Online viewers and interaction rate this long after a switch_to_traffic_driver cue.
 SWITCH_AFTER_MS: Final = 180_000
 #: Relative change that counts as helped (>= +) or worse (<= -).
@@ -576,11 +580,12 @@ class _Fold:
             if k is None:
                 return None
             i = bisect.bisect_left(k.raises, c.ts)
-            if i >= len(k.raises):
+            if i >= len(k.raises) or k.raises[i] > c.ts + RESPONSE_WINDOW_MS:
                 return Effect("units_2min", None, None, None, None, "not_acted")
             back = k.raises[i]
-            before = sum(q for ts, q in k.sales if back - EFFECT_WINDOW_MS <= ts < back)
-            after = sum(q for ts, q in k.sales if back <= ts < back + EFFECT_WINDOW_MS)
+            # units of the orders placed in each window (a later cancel does not unsell them)
+            before = sum(q for ts, q in k.sales if back - EFFECT_WINDOW_MS <= ts < back and q > 0)
+            after = sum(q for ts, q in k.sales if back <= ts < back + EFFECT_WINDOW_MS and q > 0)
             if back + EFFECT_WINDOW_MS > self.end:
                 return Effect("units_2min", back, before, after, None, "no_data")
             ch, verdict = _verdict(before, after)

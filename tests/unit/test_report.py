@@ -20,7 +20,7 @@ import pytest
 from livecue.recording import Record, record_of, write_recording
 from livecue.report import build_report, write_report
 from livecue.report.charts import HEIGHT_PX, WIDTH_PX, draw_charts
-from livecue.report.model import EFFECT_WINDOW_MS, SWITCH_AFTER_MS, Report
+from livecue.report.model import EFFECT_WINDOW_MS, RESPONSE_WINDOW_MS, SWITCH_AFTER_MS, Report
 from livecue.report.source import read_file
 from livecue.sim.backtest import run_backtest
 from livecue.sim.show import generate
@@ -250,13 +250,13 @@ def test_cues_reactions_and_effects(report: Report, show: list[Event], cues: lis
         c, eff = r.cue, r.effect
         if c.kind in ("push_stock", "release_orders"):
             assert eff is not None
-            later = [t for t in x["raises"][c.sku_id] if t >= c.ts]
+            later = [t for t in x["raises"][c.sku_id] if c.ts <= t <= c.ts + RESPONSE_WINDOW_MS]
             if not later:
                 assert eff.verdict == "not_acted"
                 continue
             back = later[0]
-            before = sum(q for t, q in x["sales"][c.sku_id] if back - EFFECT_WINDOW_MS <= t < back)
-            after = sum(q for t, q in x["sales"][c.sku_id] if back <= t < back + EFFECT_WINDOW_MS)
+            before = sum(q for t, q in x["sales"][c.sku_id] if back - EFFECT_WINDOW_MS <= t < back and q > 0)
+            after = sum(q for t, q in x["sales"][c.sku_id] if back <= t < back + EFFECT_WINDOW_MS and q > 0)
             assert (eff.at_ts, eff.before, eff.after) == (back, before, after)
             if back + EFFECT_WINDOW_MS <= x["t1"]:
                 want = "helped" if (after > 0 if before == 0 else after >= before * 1.1) else \
@@ -340,3 +340,39 @@ def test_cli_writes_report_with_progress(recording: Path, tmp_path: Path,
     assert out.strip() == str(tmp_path / "cli" / "index.html")
     assert "livecue report: core" in err and "written" in err
     assert (tmp_path / "cli" / "gmv.png").is_file()
+
+
+def test_effect_rules_on_chosen_cues(recording: Path, show: list[Event]) -> None:
+    """Cues placed by the test: a restock 1 min after the cue is its answer, one 6 min after is
+    not (not acted on); a switch compares online 3 min later with online at the cue."""
+    x = _expected(show)
+    t0 = x["t0"]
+    gap = RESPONSE_WINDOW_MS + 60_000
+    # a restock with none of the same SKU in the 6 minutes before it
+    sku, back = next((s, t) for s, r in x["raises"].items() for t in r
+                     if t - gap > t0 and not any(t - gap <= u < t for u in r))
+
+    def mk(i: int, kind: str, ts: int) -> Cue:
+        return Cue(f"c{i}", ROOM, next(e for e in show if isinstance(e, SessionStart)).session_id,
+                   kind, "critical", sku, None, "h", "d", {}, ts)  # type: ignore[arg-type]
+
+    early = back - gap
+    cues = [mk(1, "push_stock", back - 60_000), mk(2, "release_orders", early),
+            mk(3, "switch_to_traffic_driver", t0 + 120_000)]
+    inp = read_file(recording, ROOM)
+    rep = build_report(inp.items, default_playbook(), cues=cues)
+    by_id = {r.cue.cue_id: r.effect for r in rep.cues}
+    e1, e2, e3 = by_id["c1"], by_id["c2"], by_id["c3"]
+    before = sum(q for t, q in x["sales"][sku] if back - EFFECT_WINDOW_MS <= t < back and q > 0)
+    after = sum(q for t, q in x["sales"][sku] if back <= t < back + EFFECT_WINDOW_MS and q > 0)
+    assert e1 is not None and (e1.at_ts, e1.before, e1.after) == (back, before, after)
+    assert e2 is not None and e2.verdict == "not_acted"
+    samples = x["samples"]
+
+    def online_at(ts: int) -> int:
+        return max(((t, o) for t, o in samples if t <= ts), default=(0, 0))[1]
+
+    o0, o1 = online_at(t0 + 120_000), online_at(t0 + 120_000 + SWITCH_AFTER_MS)
+    assert e3 is not None and (e3.before, e3.after) == (o0, o1)
+    want = "helped" if o1 >= o0 * 1.1 else "worse" if o1 <= o0 * 0.9 else "no_change"
+    assert e3.verdict == want
