@@ -7,10 +7,12 @@ metadata ever appears in them, so any program can read the output topics.
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
 __all__ = [
+    "DEADLETTER_RAW_MAX",
     "CUE_KINDS", "SEVERITIES", "TIERS", "ACK_ACTIONS",
     "CueKind", "Severity", "Tier", "AckAction",
     "Cue", "SkuStats", "RoomStats", "DeadLetter", "Ack",
@@ -28,6 +30,8 @@ Tier: TypeAlias = Literal["hot", "warm", "cold"]
 TIERS: Final = ("hot", "warm", "cold")
 AckAction: TypeAlias = Literal["ack", "done", "dismiss"]
 ACK_ACTIONS: Final = ("ack", "done", "dismiss")
+#: bytes of a bad record's value a dead letter carries (base64 makes them 4/3 as large)
+DEADLETTER_RAW_MAX: Final = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,11 @@ class RoomStats:
 class DeadLetter:
     """An input record that could not be used, with where it came from and why.
 
-    ``raw_b64`` is the record's exact value bytes, base64-encoded, so nothing is lost.
+    ``raw_b64`` is the record's value bytes, base64-encoded: all of them up to
+    :data:`DEADLETTER_RAW_MAX` bytes, else that prefix (``raw_truncated``), so a dead letter
+    always fits where its record did (a record at the broker's size limit must not become a
+    dead letter the broker refuses). ``raw_len`` and ``raw_sha256`` describe the whole value;
+    the record itself stays in its topic at ``offset`` until retention.
     """
 
     topic: str
@@ -118,6 +126,9 @@ class DeadLetter:
     field_name: str | None
     raw_b64: str
     emitted_at: int
+    raw_len: int = 0
+    raw_sha256: str = ""
+    raw_truncated: bool = False
     type: Literal["deadletter"] = field(default="deadletter", init=False)
 
     @staticmethod
@@ -125,13 +136,17 @@ class DeadLetter:
         topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
         reason: str, field_name: str | None, emitted_at: int,
     ) -> DeadLetter:
-        """Build a record from raw Kafka fields (key decoded leniently, value kept as base64)."""
-        skey = key.decode("utf-8", "replace") if key is not None else None
-        raw = base64.b64encode(value or b"").decode("ascii")
-        return DeadLetter(topic, partition, offset, skey, reason, field_name, raw, emitted_at)
+        """Build a record from raw Kafka fields (key decoded leniently and cut to 256
+        characters, value kept as base64 up to :data:`DEADLETTER_RAW_MAX` bytes)."""
+        skey = key[:1024].decode("utf-8", "replace")[:256] if key is not None else None
+        data = bytes(value or b"")
+        cut = len(data) > DEADLETTER_RAW_MAX
+        raw = base64.b64encode(data[:DEADLETTER_RAW_MAX] if cut else data).decode("ascii")
+        return DeadLetter(topic, partition, offset, skey, reason[:500], field_name, raw, emitted_at,
+                          len(data), hashlib.sha256(data).hexdigest(), cut)
 
     def raw(self) -> bytes:
-        """The original value bytes."""
+        """The original value bytes (their first :data:`DEADLETTER_RAW_MAX` if ``raw_truncated``)."""
         return base64.b64decode(self.raw_b64)
 
 

@@ -12,7 +12,8 @@ are merged by the key of their *head* record,
 always taking the smallest head. ``live.room`` ranks first so a ``session_start`` precedes
 everything else at the same ``ts``. A topic-partition's own order (offsets) is never changed.
 The merge depends only on the records, never on when they were fetched, provided it never takes
-a head while another topic-partition of the group is empty but could still deliver a smaller one:
+a head while another topic-partition of the group is empty but could still deliver a smaller one
+(and at every step the heads are fixed by the records: the merge waits rather than guess):
 
 - empty with unread records (the broker holds more): wait for them, bounded by
   ``max_idle_ms`` (KIP-695's ``max.task.idle.ms``); a release forced by that bound is counted
@@ -20,6 +21,12 @@ a head while another topic-partition of the group is empty but could still deliv
   stalls for seconds);
 - empty and caught up (a poll made after the head arrived found nothing more to read): wait
   ``grace_ms`` from the head's arrival for records still in flight from producers, then go on.
+
+An *outlier*, a head dated more than ``outlier_ms`` past the partition's stream time (the
+largest ts released so far, itself a function of the records), goes first, at once, and does
+not move the stream time: one record dated far ahead (a wrong clock; the core then rejects it)
+must not hold back every later record of its topic-partition until the others catch up to it,
+which would make a catch-up and a paced replay decide differently.
 
 When each topic-partition holds its records in time order (a live platform, the simulator, and
 ``livecue replay``, which produces in time order), the merge of a partition is the sort of its
@@ -79,12 +86,19 @@ class PartitionGroup:
     module docstring for the rule.
     """
 
-    __slots__ = ("topics", "max_idle_ms", "grace_ms", "_queues", "_caught_up", "forced", "_n")
+    __slots__ = ("topics", "max_idle_ms", "grace_ms", "outlier_ms", "stream_time", "_queues",
+                 "_caught_up", "forced", "outliers", "_n")
 
-    def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 100) -> None:
+    def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 100,
+                 outlier_ms: int = 3_600_000) -> None:
         self.topics = tuple(topics)
         self.max_idle_ms = max_idle_ms
         self.grace_ms = min(grace_ms, max_idle_ms)
+        self.outlier_ms = outlier_ms
+        #: the largest ts released so far (None before the first release)
+        self.stream_time: int | None = None
+        #: heads released first as outliers (dated far past the stream time)
+        self.outliers = 0
         # topic -> deque of (key, arrived_ms, payload)
         self._queues: dict[str, deque[tuple[tuple[int, int, int], int, Any]]] = {
             t: deque() for t in self.topics}
@@ -122,9 +136,15 @@ class PartitionGroup:
             confirmed = now_ms  # arrivals up to this were confirmed by a poll of every empty queue
             empty = False
             unread: list[str] = []
+            limit = None if self.stream_time is None else self.stream_time + self.outlier_ms
+            outlier = None
             for t, q in queues.items():
                 if q:
                     k = q[0][0]
+                    if limit is not None and k[0] > limit:
+                        if outlier is None:
+                            outlier = q
+                        continue
                     if best_k is None or k < best_k:
                         second_k, best_k, best_q = best_k, k, q
                     elif second_k is None or k < second_k:
@@ -136,7 +156,6 @@ class PartitionGroup:
                         unread.append(t)
                     elif at < confirmed:
                         confirmed = at
-            assert best_q is not None
             if unread:
                 allowed = idle_line  # the broker holds records we wait for: bounded by max idle
             elif empty:
@@ -145,20 +164,40 @@ class PartitionGroup:
                 allowed = max(min(confirmed, grace_line), idle_line)
             else:
                 allowed = now_ms
+            if outlier is not None:  # first, once the heads are all known (same wait rule)
+                if outlier[0][1] > allowed:
+                    break
+                out.append(outlier.popleft()[2])
+                self._n -= 1
+                self.outliers += 1
+                if unread:
+                    for t in unread:
+                        self.forced[t] = self.forced.get(t, 0) + 1
+                continue
+            assert best_q is not None
             # a run: take from the best queue while it stays below the runner-up
             taken = 0
+            top = self.stream_time
             while best_q:
                 k, arrived, payload = best_q[0]
                 if second_k is not None and k > second_k:
                     break
                 if arrived > allowed:
                     break
+                if limit is not None and k[0] > limit:
+                    break  # an outlier: the next round releases it on its own
                 best_q.popleft()
                 out.append(payload)
                 taken += 1
+                if top is None:
+                    top = k[0]
+                    break  # the first release sets the stream time: judge outliers from here
+                if k[0] > top:
+                    top = k[0]
             if not taken:
                 break
             self._n -= taken
+            self.stream_time = top
             if unread:
                 for t in unread:
                     self.forced[t] = self.forced.get(t, 0) + taken

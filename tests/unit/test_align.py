@@ -12,6 +12,7 @@ from stream.core.align import PartitionGroup, canonical_order, order_key
 
 TOPICS = ("live.room", "live.viewers", "live.chat", "live.likes", "live.cart", "live.orders")
 NEVER = 10**12  # a max-idle bound no test reaches: a forced release would be a failure
+OUTLIER = 1000  # heads dated this far past the stream time go first
 
 
 def test_order_key_puts_room_topic_first_at_equal_ts() -> None:
@@ -72,23 +73,33 @@ def test_caught_up_topics_hold_a_record_only_for_the_grace() -> None:
     assert g.forced == {}  # nothing was unread: not counted as forced
 
 
-def test_a_far_future_head_blocks_only_its_own_topic() -> None:
-    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0)
+def test_a_far_future_head_goes_at_once_and_does_not_hold_back_its_topic() -> None:
+    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0, outlier_ms=1000)
     for t in TOPICS:
-        g.mark_caught_up(t, 0)
-    g.push("live.chat", 10**10, 0, "chat-future", now_ms=0)
-    g.push("live.chat", 100, 1, "chat-after", now_ms=0)
-    g.push("live.likes", 50, 0, "like", now_ms=0)
-    assert g.pop_ready(now_ms=0) == ["like", "chat-future", "chat-after"]
+        if t not in ("live.chat", "live.likes"):
+            g.mark_caught_up(t, 0)
+    g.push("live.likes", 50, 0, "like50", now_ms=0)
+    g.push("live.likes", 60, 1, "like60", now_ms=0)
+    g.push("live.likes", 70, 2, "like70", now_ms=0)
+    g.push("live.chat", 55, 0, "chat55", now_ms=0)
+    g.push("live.chat", 10**10, 1, "chat-future", now_ms=0)
+    g.push("live.chat", 65, 2, "chat65", now_ms=0)
+    g.mark_caught_up("live.chat", 0)
+    g.mark_caught_up("live.likes", 0)
+    # without the outlier rule chat65 would wait until likes caught up to 10**10
+    assert g.pop_ready(now_ms=0) == ["like50", "chat55", "chat-future", "like60", "chat65", "like70"]
+    assert g.outliers == 1 and g.stream_time == 70
 
 
 @st.composite
 def partition_logs(draw: st.DrawFn, rooms: int = 3, sorted_ts: bool = False) -> dict[str, list[tuple[int, str, str]]]:
-    """Per topic: the records of one partition in offset order, as (ts, room, label)."""
+    """Per topic: the records of one partition in offset order, as (ts, room, label); now and
+    then a record dated far in the future (a wrong clock) among them."""
     logs: dict[str, list[tuple[int, str, str]]] = {}
     for topic in TOPICS:
         n = draw(st.integers(0, 12))
-        tss = draw(st.lists(st.integers(0, 60), min_size=n, max_size=n))
+        tss = draw(st.lists(st.one_of(st.integers(0, 60), st.just(10**9)) if not sorted_ts
+                            else st.integers(0, 60), min_size=n, max_size=n))
         if sorted_ts:
             tss.sort()
         rs = draw(st.lists(st.integers(0, rooms - 1), min_size=n, max_size=n))
@@ -97,14 +108,25 @@ def partition_logs(draw: st.DrawFn, rooms: int = 3, sorted_ts: bool = False) -> 
 
 
 def offline_merge(logs: dict[str, list[tuple[int, str, str]]]) -> list[str]:
+    """The merge with every record at hand (no waiting, no timing)."""
+    g = PartitionGroup(TOPICS, max_idle_ms=0, grace_ms=0, outlier_ms=OUTLIER)
+    for t, recs in logs.items():
+        for i, (ts, _r, label) in enumerate(recs):
+            g.push(t, ts, i, label, now_ms=0)
+        g.mark_caught_up(t, 0)
+    return g.pop_ready(now_ms=0)
+
+
+def test_offline_merge_of_time_ordered_logs_is_the_sort_by_key() -> None:
+    logs = {t: [(ts, "R", f"{t}#{i}") for i, ts in enumerate(range(k, 60, 7))] for k, t in enumerate(TOPICS)}
     keyed = [[(order_key(ts, t, i), label) for i, (ts, _r, label) in enumerate(recs)] for t, recs in logs.items()]
-    return [label for _, label in heapq.merge(*keyed, key=lambda kv: kv[0])]
+    assert offline_merge(logs) == [label for _, label in heapq.merge(*keyed, key=lambda kv: kv[0])]
 
 
 def consume(logs: dict[str, list[tuple[int, str, str]]], data: st.DataObject) -> tuple[list[str], PartitionGroup]:
     """Feed the logs in random fetch chunks, polling at random moments, as a worker would: a
     topic-partition counts as caught up only once all its records were fetched."""
-    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=data.draw(st.integers(0, 50)))
+    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=data.draw(st.integers(0, 50)), outlier_ms=OUTLIER)
     pos = {t: 0 for t in TOPICS}
     now = 0
     out: list[str] = []

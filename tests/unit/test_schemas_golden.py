@@ -96,6 +96,7 @@ OUTPUTS: dict[str, Any] = {
     "deadletter": DeadLetter(
         topic="live.chat", partition=3, offset=1234, key="room-42", reason="ts: must be an integer",
         field_name="ts", raw_b64="eyJ0eXBlIjoiY2hhdCIsInRzIjoiMTcxODAwMDAwMDAwMCJ9", emitted_at=TS + 9000,
+        raw_len=36, raw_sha256="1bcb535f8c3bfcf97e1b64513a41003ec5ae72fe3d0fe5b49085582929adc53d", raw_truncated=False,
     ),
     "ack": Ack(cue_id="cue-room-42-release_orders-sku-set-1718000004000", room_id="room-42", action="done", by="controller-li", ts=TS + 6000),
 }
@@ -168,6 +169,16 @@ def test_golden_deadletter_keeps_the_raw_bytes() -> None:
         "live.chat", 3, 1234, b"room-42", dl.raw(), "ts: must be an integer", "ts", TS + 9000
     )
     assert rebuilt == dl
+
+
+def test_deadletter_of_a_huge_record_is_bounded_and_identifies_the_whole() -> None:
+    import hashlib
+    from schemas.outputs import DEADLETTER_RAW_MAX
+    value = b"x" * (1024 * 1024 - 200)  # about the broker's default message.max.bytes
+    dl = DeadLetter.of("live.chat", 0, 7, b"k" * 5000, value, "value: larger than 262144 bytes", "value", TS)
+    assert dl.raw_truncated and dl.raw() == value[:DEADLETTER_RAW_MAX]
+    assert dl.raw_len == len(value) and dl.raw_sha256 == hashlib.sha256(value).hexdigest()
+    assert len(encode(dl)) < 32 * 1024 and dl.key is not None and len(dl.key) == 256
 
 
 def test_golden_files_are_canonical_utf8_not_escaped() -> None:
