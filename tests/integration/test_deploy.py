@@ -46,6 +46,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "livecue_seconds_since_last_commit": ("gauge", ()),
     "livecue_aligner_pending": ("gauge", ()),
     "livecue_aligner_forced_total": ("counter", ("topic",)),
+    "livecue_events_released_total": ("counter", ()),
+    "livecue_send_failures_total": ("counter", ("kind",)),
+    "livecue_paused_partitions": ("gauge", ()),
     "livecue_build_info": ("gauge", ("version", "component", "python")),
     # gateway
     "livecue_gateway_connections": ("gauge", ("role",)),
