@@ -11,6 +11,7 @@ from html import escape
 from .charts import Chart
 from .i18n import text
 from .model import Effect, Report
+from schemas.outputs import Cue
 
 __all__ = ["render_html", "fmt_money", "fmt_duration"]
 
@@ -171,15 +172,19 @@ def render_html(rep: Report, charts: Sequence[Chart], lang: str = "zh",
     if rep.compare is not None:
         parts.append(f"<h2>{t('compare')}</h2><p>" + escape(text(lang, "compare_intro").format(
             a=rep.playbook_name, b=rep.compare_name or "B")) + "</p>")
-        parts.append(f"<table id=\"compare\"><tr><th></th><th>{t('time')}</th><th>{t('kind')}</th>"
-                     f"<th>{t('headline')}</th></tr>")
-        for row in rep.compare:
-            c = row.cue
+        parts.append(f"<table id=\"compare\"><tr><th>{t('time')}</th><th></th>"
+                     f"<th>A · {escape(rep.playbook_name)}</th><th>B · {escape(rep.compare_name or 'B')}</th></tr>")
+
+        def cell(c: Cue | None) -> str:
+            if c is None:
+                return "<td class=\"small\">–</td>"
             head = (c.texts.get(lang) or {}).get("headline") or c.headline
-            parts.append(f"<tr data-side=\"{row.side}\"><td>{t('side_' + row.side)}</td>"
-                         f"<td class=n>{_offset(row.offset_s)}</td><td>{t('kind_' + c.kind)} "
-                         f"<span class=\"sev-{escape(c.severity)}\">{t('sev_' + c.severity)}</span></td>"
-                         f"<td>{escape(head)}</td></tr>")
+            return (f"<td>{t('kind_' + c.kind)} <span class=\"sev-{escape(c.severity)}\">"
+                    f"{t('sev_' + c.severity)}</span><div>{escape(head)}</div></td>")
+
+        for row in rep.compare:
+            parts.append(f"<tr data-side=\"{row.side}\"><td class=n>{_offset(row.offset_s)}</td>"
+                         f"<td>{t('side_' + row.side)}</td>{cell(row.a)}{cell(row.b)}</tr>")
         parts.append("</table>")
     # dead letters
     parts.append(f"<h2>{t('deadletters')}</h2>")

@@ -170,11 +170,14 @@ class CueRow:
 
 @dataclass(frozen=True, slots=True)
 class CompareRow:
-    """A cue of playbook A or B: ``side`` is "a", "b" or "both"."""
+    """One row of the side-by-side comparison: the cue of playbook A and/or B with the same id
+    (``side`` "both"), or a cue only one of them fires ("a" / "b"). ``cue`` is A's when A has it."""
 
     side: str
     cue: Cue
     offset_s: float
+    a: Cue | None = None
+    b: Cue | None = None
 
 
 @dataclass(slots=True)
@@ -307,9 +310,10 @@ def _run_core(room_id: str, events: list[Event], pb: Playbook,
 
 def _compare(a: list[Cue], b: list[Cue], t0: int) -> list[CompareRow]:
     ids_a = {c.cue_id for c in a}
-    ids_b = {c.cue_id for c in b}
-    rows = [CompareRow("both" if c.cue_id in ids_b else "a", c, (c.ts - t0) / 1000) for c in a]
-    rows += [CompareRow("b", c, (c.ts - t0) / 1000) for c in b if c.cue_id not in ids_a]
+    ids_b = {c.cue_id: c for c in b}
+    rows = [CompareRow("both" if c.cue_id in ids_b else "a", c, (c.ts - t0) / 1000, c,
+                       ids_b.get(c.cue_id)) for c in a]
+    rows += [CompareRow("b", c, (c.ts - t0) / 1000, None, c) for c in b if c.cue_id not in ids_a]
     rows.sort(key=lambda r: (r.cue.ts, r.side))
     return rows
 

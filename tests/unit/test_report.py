@@ -325,8 +325,17 @@ def test_compare_playbook(recording: Path, tmp_path: Path) -> None:
     a_only = [r for r in rep.compare if r.side == "a"]
     assert a_only and all(r.cue.kind == "push_stock" for r in a_only)
     assert not [r for r in rep.compare if r.side == "b"]
-    html_path = write_report(rep, tmp_path / "cmp", "en")
-    assert 'id="compare"' in html_path.read_text("utf-8")
+    both = [r for r in rep.compare if r.side == "both"]
+    assert both and all(r.a is not None and r.b is not None and r.a.cue_id == r.b.cue_id for r in both)
+    assert all(r.b is None for r in a_only)
+    ref = run_backtest(show_events_of(inp), pb_b).cues
+    assert sorted(r.b.cue_id for r in rep.compare if r.b is not None) == sorted(c.cue_id for c in ref)
+    html = write_report(rep, tmp_path / "cmp", "en").read_text("utf-8")
+    assert 'id="compare"' in html and html.count("<tr data-side=") == len(rep.compare)
+
+
+def show_events_of(inp: Any) -> list[Event]:
+    return [ev for _, _, ev in inp.items]
 
 
 def test_cli_writes_report_with_progress(recording: Path, tmp_path: Path,
