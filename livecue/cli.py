@@ -25,7 +25,7 @@ __all__ = ["main", "COMMANDS"]
 
 #: Order shown in ``livecue --help``.
 COMMANDS = (
-    "demo", "broker", "topics", "worker", "gateway", "token",
+    "demo", "broker", "topics", "room", "worker", "gateway", "token",
     "simulate", "record", "replay", "backtest", "report", "reporter", "bench",
 )
 

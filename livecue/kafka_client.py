@@ -173,7 +173,7 @@ def _explain(exc: BaseException, logged: list[BaseException]) -> str:
 
 def talks_to_kafka(command: str, args: Any) -> bool:
     """Whether a ``livecue`` command run with ``args`` connects to the configured brokers."""
-    if command in ("worker", "gateway", "topics", "replay", "record", "reporter"):
+    if command in ("worker", "gateway", "topics", "room", "replay", "record", "reporter"):
         return True
     if command == "simulate":
         return not getattr(args, "out", None)

@@ -16,7 +16,7 @@ __all__ = [
     "INPUT_TOPICS", "OUTPUT_TOPICS", "ALL_TOPICS", "TOPIC_OF_TYPE",
     "Role", "OrderStatus", "ROLES", "ORDER_STATUSES",
     "LineupItem", "SessionStart", "SkuOnAir", "StockSet", "SessionEnd", "Viewers", "Chat",
-    "Like", "CartAdd", "Order", "Event", "EVENT_CLASSES",
+    "Like", "CartAdd", "Order", "RoomReset", "Event", "EVENT_CLASSES",
 ]
 
 TOPIC_ROOM: Final = "live.room"
@@ -97,6 +97,19 @@ class SessionEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomReset:
+    """An operator resets a room's state (``livecue room reset``), e.g. after a wrong clock
+    moved it far into the future. Topic ``live.room``. Accepted whatever its ``ts``; the room
+    starts over as if it had never been seen. ``by`` names the operator."""
+
+    event_id: str
+    room_id: str
+    ts: int
+    by: str
+    type: Literal["room_reset"] = field(default="room_reset", init=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Viewers:
     """Viewer count sample: currently online, entered and left since the previous sample."""
 
@@ -162,7 +175,8 @@ class Order:
 
 
 Event: TypeAlias = (
-    SessionStart | SkuOnAir | StockSet | SessionEnd | Viewers | Chat | Like | CartAdd | Order
+    SessionStart | SkuOnAir | StockSet | SessionEnd | RoomReset | Viewers | Chat | Like | CartAdd
+    | Order
 )
 
 EVENT_CLASSES: Final[dict[str, type[Event]]] = {
@@ -170,6 +184,7 @@ EVENT_CLASSES: Final[dict[str, type[Event]]] = {
     "sku_on_air": SkuOnAir,
     "stock_set": StockSet,
     "session_end": SessionEnd,
+    "room_reset": RoomReset,
     "viewers": Viewers,
     "chat": Chat,
     "like": Like,
@@ -182,6 +197,7 @@ TOPIC_OF_TYPE: Final[dict[str, str]] = {
     "sku_on_air": TOPIC_ROOM,
     "stock_set": TOPIC_ROOM,
     "session_end": TOPIC_ROOM,
+    "room_reset": TOPIC_ROOM,
     "viewers": TOPIC_VIEWERS,
     "chat": TOPIC_CHAT,
     "like": TOPIC_LIKES,

@@ -43,6 +43,7 @@ FIELDS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "sku_on_air": (("sku_id", "id"),),
     "stock_set": (("sku_id", "id"), ("stock", "stock")),
     "session_end": (),
+    "room_reset": (("by", "id"),),
     "viewers": (("online", "viewers"), ("entered", "viewers"), ("left", "viewers")),
     "chat": (("user_id", "id"), ("text", "text")),
     "like": (("count", "count"),),

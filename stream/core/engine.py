@@ -39,7 +39,8 @@ from typing import Any, Final
 from zlib import crc32
 
 from schemas.events import (
-    CartAdd, Chat, Event, Like, Order, SessionEnd, SessionStart, SkuOnAir, StockSet, Viewers,
+    CartAdd, Chat, Event, Like, Order, RoomReset, SessionEnd, SessionStart, SkuOnAir, StockSet,
+    Viewers,
 )
 from schemas.outputs import Cue, CueKind, RoomStats, Severity, SkuStats
 
@@ -48,7 +49,7 @@ from .state import (
     O_AMOUNT, O_CREATED, O_LAST, O_QTY, O_SKU, O_STATUS, R_CANCELLED, R_CART, R_CHAT, R_ENTERED,
     R_GMV, R_INTENT, R_LEFT, R_LEN, R_LIKES, R_MISSED, R_ONLINE, R_ORDERS, R_PAID, R_STAMP,
     R_UNITS, R_UNPAID, S_CART, S_CART_QTY, S_LEN, S_ORDERS, S_STAMP, S_UNITS, ST_CANCELLED,
-    ST_CREATED, ST_PAID, Episode, RoomState, SkuState, empty_room_slot, empty_sku_slot,
+    ST_CREATED, ST_PAID, Episode, RoomState, SkuState, empty_room_slot, empty_sku_slot, new_state,
 )
 
 __all__ = ["StepResult", "step", "step_many", "snapshot"]
@@ -110,6 +111,9 @@ def _apply(st: RoomState, ev: Event, pb: Playbook, out: StepResult) -> None:
     if ev.room_id != st.room_id:
         out.rejected.append((ev, "room_id: event belongs to another room's state"))
         return
+    if type(ev) is RoomReset:  # an operator's reset: accepted whatever the room's clock says
+        _reset(st)
+        return
     ts = ev.ts
     mx = st.max_ts
     if mx:
@@ -127,6 +131,13 @@ def _apply(st: RoomState, ev: Event, pb: Playbook, out: StepResult) -> None:
         return
     if ts >= st.due and st.active:
         _tick(st, ts, pb, out)
+
+
+def _reset(st: RoomState) -> None:
+    """Start the room over, in place (callers hold the state object)."""
+    fresh = new_state(st.room_id)
+    for name in RoomState.__slots__:
+        setattr(st, name, getattr(fresh, name))
 
 
 def _clock(st: RoomState, ts: int, pb: Playbook) -> None:

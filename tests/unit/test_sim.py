@@ -55,7 +55,7 @@ def test_every_line_decodes_with_its_key_and_topic(tmp_path: Path) -> None:
         rooms.add(ev.room_id)
         types[ev.type] += 1
     assert rooms == {"r1", "r2", "r3"}
-    assert set(types) == set(TOPIC_OF_TYPE)  # every event type appears
+    assert set(types) == set(TOPIC_OF_TYPE) - {"room_reset"}  # every platform event type (a reset is an operator's)
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
