@@ -34,7 +34,7 @@ const LC = (() => {
       u_people: "人", u_orders: "单", u_pm: "/分", raw_evidence: "原始数据",
       keys_hint: "快捷键（最新提示）：A 确认 · D 完成 · X 忽略", review: "复盘报告",
       title_wall: "LiveCue 总控墙", mute: "静音", muted: "已静音", open_cue: "待处理",
-      no_open_cue: "无待处理提示", ago: "{n}前", escalated: "超时未确认", rooms_n: "{n} 个直播间",
+      no_open_cue: "无待处理提示", ago: "{n}前", waiting: "已等{n}", escalated: "超时未确认", rooms_n: "{n} 个直播间",
       stock_short: "库存", gmv_min: "GMV/分",
     },
     en: {
@@ -69,7 +69,7 @@ const LC = (() => {
       u_people: "viewers", u_orders: "orders", u_pm: "/min", raw_evidence: "Raw evidence",
       keys_hint: "Keys (newest cue): A ack · D done · X dismiss", review: "Review",
       title_wall: "LiveCue Wall", mute: "Mute", muted: "Muted", open_cue: "Open",
-      no_open_cue: "No open cue", ago: "{n} ago", escalated: "Unacknowledged", rooms_n: "{n} rooms",
+      no_open_cue: "No open cue", ago: "{n} ago", waiting: "waiting {n}", escalated: "Unacknowledged", rooms_n: "{n} rooms",
       stock_short: "Stock", gmv_min: "GMV/min",
     },
   };

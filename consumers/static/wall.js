@@ -27,12 +27,12 @@
     if (LC.lang === "en" && yuan >= 10000) return "¥" + nf(yuan / 1000, 1) + "k";
     return "¥" + nf(yuan, 0);
   }
-  function age(ms) {
+  function dur(ms) {
     const s = Math.max(0, Math.round(ms / 1000));
-    const txt = s < 60 ? s + t("sec") : s < 3600 ? Math.floor(s / 60) + t("min") + (s % 60 ? (s % 60) + t("sec") : "")
+    return s < 60 ? s + t("sec") : s < 3600 ? Math.floor(s / 60) + t("min") + (s % 60 ? (s % 60) + t("sec") : "")
       : Math.floor(s / 3600) + "h" + Math.floor((s % 3600) / 60) + t("min");
-    return t("ago", { n: txt });
   }
+  const age = (ms) => t("ago", { n: dur(ms) });
 
   function room(id) {
     let r = rooms.get(id);
@@ -164,6 +164,14 @@
       if (stt) top.append(el("span", "state", "✓ " + t("state_" + stt.state)));
       top.append(el("span", "age", age(now - cueTime(r, c))));
       p.cue.append(top, el("div", "hl", LC.cueText(c, "headline")));
+      // the cue that makes the tile flash, when it is not the newest one
+      const e = att.escalated;
+      if (e && e.cue_id !== c.cue_id) {
+        p.cue.classList.add("with-esc");
+        const k = t("kind_" + e.kind);
+        p.cue.append(el("div", "esc-line", `⚠ ${t("sev_critical")} ${k === "kind_" + e.kind ? e.kind : k} · `
+          + t("waiting", { n: dur(now - cueTime(r, e)) })));
+      }
     }
     r.tile.classList.toggle("open-critical", att.worst === 3);
     r.tile.classList.toggle("open-warn", att.worst === 2);
