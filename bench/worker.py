@@ -114,13 +114,13 @@ def read_progress(w: WorkerChild) -> Progress:
 
 
 def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float = 30.0,
-             timeout_s: float = 900.0) -> dict[str, Any]:
+             timeout_s: float = 900.0, first_progress_s: float = 60.0) -> dict[str, Any]:
     """Watch ``workers`` drain a backlog of ``n`` events; figures of the drain.
 
     Returns ``eps`` (events counted after the first progress, over the time since), ``cpu_us_per_event``
     (all workers' CPU over the same interval), ``forced_releases``, ``progress_metric``, ``events_counted``,
     ``complete`` (False when progress stalled for ``stall_s`` or ``timeout_s`` passed first).
-    Raises RuntimeError if a worker dies.
+    Raises RuntimeError if a worker dies or shows no progress within ``first_progress_s``.
     """
     t_first: float | None = None
     done_first = 0.0
@@ -128,7 +128,8 @@ def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float 
     last_value, last_change = -1.0, time.monotonic()
     t_last_change = time.perf_counter()
     last_report = 0.0
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
     complete = False
     while True:
         for w in workers:
@@ -144,6 +145,9 @@ def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float 
             complete = True
             break
         mono = time.monotonic()
+        if t_first is None and mono - started > first_progress_s:
+            raise RuntimeError(f"{label}: no event counted within {first_progress_s:.0f} s "
+                               f"({ps[0].metric}); worker log: {workers[0].child.log_tail(2)}")
         if done != last_value:
             last_value, last_change, t_last_change = done, mono, now
         elif mono - last_change > stall_s and t_first is not None:
