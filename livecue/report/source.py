@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +83,6 @@ _FAST = re.compile(rb'\{"topic":"([a-z_.]+)","key":(?:"([^"\\]*)"|null),"value":
 class _Collector:
     def __init__(self, room: str | None) -> None:
         self.room = room
-        self.rooms: Counter[str] = Counter()
         self.items: dict[str, list[tuple[str, int, Event]]] = {}
         self.cues: list[Cue] = []
         self.acks: list[Ack] = []
@@ -100,7 +98,6 @@ class _Collector:
             except InvalidEvent as exc:
                 self.dls.append((key, exc.reason))
                 return
-            self.rooms[ev.room_id] += 1
             self.items.setdefault(ev.room_id, []).append((topic, ev.ts, ev))
         elif topic in (TOPIC_ACKS, TOPIC_CUES, TOPIC_DEADLETTER):
             if room is not None and key is not None and key != room:
@@ -126,7 +123,7 @@ class _Collector:
     def inputs(self, lines: int, use_cues: bool) -> Inputs:
         room = self.room
         if room is None:
-            started = sorted(self.rooms)
+            started = sorted(self.items)
             if len(started) != 1:
                 raise SourceError("name a room with --room: " + (
                     "the input holds " + ", ".join(started[:20]) if started else "no room found"))
@@ -144,21 +141,39 @@ def read_file(path: Path | str, room: str | None, progress: Progress | None = No
     col = _Collector(room)
     size = max(1, Path(path).stat().st_size)
     fast = _FAST.match
+    inputs = frozenset(t.encode() for t in INPUT_TOPICS)
+    names: dict[bytes, str] = {}
+    room_b = None if room is None else room.encode()
+    items = col.items
+    decode = decode_event
     n = done = 0
     with open(path, "rb") as f:
         for line in f:
             n += 1
-            done += len(line)
-            if progress is not None and n % 200_000 == 0:
-                progress("read", done, size)
+            if not n & 0x3FFFF:
+                done = f.tell()
+                if progress is not None:
+                    progress("read", done, size)
             m = fast(line)
-            if m is not None:
-                body = line.rstrip()
-                if body.endswith(b"}"):
-                    key = m.group(2)
-                    col.add(m.group(1).decode(), None if key is None else key.decode(),
-                            body[m.end():-1])
+            if m is not None and line.endswith(b"}\n"):
+                topic_b, key_b = m.group(1, 2)
+                if topic_b in inputs:  # the hot path, inlined: one room's input events
+                    if room_b is not None and key_b != room_b:
+                        continue
+                    topic = names.get(topic_b) or names.setdefault(topic_b, topic_b.decode())
+                    try:
+                        ev = decode(line[m.end():-2], key=key_b, topic=topic)
+                    except InvalidEvent as exc:
+                        col.dls.append((None if key_b is None else key_b.decode("utf-8", "replace"),
+                                        exc.reason))
+                        continue
+                    lst = items.get(ev.room_id)
+                    if lst is None:
+                        lst = items[ev.room_id] = []
+                    lst.append((topic, ev.ts, ev))
                     continue
+                col.add(topic_b.decode(), None if key_b is None else key_b.decode(), line[m.end():-2])
+                continue
             for rec in iter_lines([line]):
                 if isinstance(rec, BadLine):
                     col.dls.append((None, rec.reason))
