@@ -154,6 +154,27 @@ class Child:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
+    def first_error(self) -> str | None:
+        """The first error a JSON-logging LiveCue child logged: its message and the exception's
+        last line (what a crash report needs, not the tail of a long traceback)."""
+        import json
+
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            if '"level":"error"' not in line and '"level":"critical"' not in line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            exc = str(rec.get("exc", "")).replace("\\n", "\n").strip().splitlines()
+            where = [ln.strip() for ln in exc if ln.strip().startswith("File ")]
+            return f"{rec.get('msg', '')} [{where[-1] if where else ''}: {exc[-1] if exc else ''}]"[:600]
+        return None
+
     def log_tail(self, n: int = 5) -> str:
         try:
             return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-n:])[-600:]

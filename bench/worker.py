@@ -134,7 +134,8 @@ def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float 
     while True:
         for w in workers:
             if not w.child.alive():
-                raise RuntimeError(f"{label}: worker {w.pid} died: {w.child.log_tail()}")
+                raise RuntimeError(f"{label}: worker {w.pid} died (exit {w.child.proc.returncode}): "
+                                   f"{w.child.first_error() or w.child.log_tail()} (log: {w.child.log_path})")
         ps = [read_progress(w) for w in workers]
         done = sum(p.value for p in ps)
         now = time.perf_counter()
@@ -147,7 +148,7 @@ def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float 
         mono = time.monotonic()
         if t_first is None and mono - started > first_progress_s:
             raise RuntimeError(f"{label}: no event counted within {first_progress_s:.0f} s "
-                               f"({ps[0].metric}); worker log: {workers[0].child.log_tail(2)}")
+                               f"({ps[0].metric}); first error: {workers[0].child.first_error()} (log: {workers[0].child.log_path})")
         if done != last_value:
             last_value, last_change, t_last_change = done, mono, now
         elif mono - last_change > stall_s and t_first is not None:
