@@ -84,7 +84,7 @@ class _ConfluentSender:
     aiokafka partitioner: a room lands on the partition a worker expects."""
 
     def __init__(self, bootstrap: str, linger_ms: int) -> None:
-        from confluent_kafka import Producer
+        from confluent_kafka import Producer  # type: ignore[import-untyped]
 
         self.p = Producer({"bootstrap.servers": bootstrap, "linger.ms": linger_ms,
                            "partitioner": "murmur2_random", "queue.buffering.max.messages": 1_000_000})

@@ -98,7 +98,8 @@ def _run_quix(bootstrap: str, target: int, group: str, state_dir: Path) -> dict[
     meter = _Meter(target)
     app = Application(
         broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest",
-        state_dir=str(state_dir), loglevel=os.environ.get("BENCH_PEER_LOGLEVEL", "WARNING"), commit_interval=1.0,
+        state_dir=str(state_dir), loglevel=os.environ.get("BENCH_PEER_LOGLEVEL", "WARNING"),  # type: ignore[arg-type]
+        commit_interval=1.0,
         auto_create_topics=True, use_changelog_topics=os.environ.get("BENCH_QUIX_CHANGELOG", "1") == "1",
         # Tansu forms a group only after the rebalance timeout (librdkafka: max.poll.interval.ms,
         # 300 s by default): keep it as short as the LiveCue worker's.
@@ -148,7 +149,7 @@ def _run_bytewax(bootstrap: str, target: int, group: str, state_dir: Path) -> di
     flow = Dataflow("livecue_bench_peer")
     src = kop.input("in", flow, brokers=[bootstrap], topics=list(INPUT_TOPICS), tail=False,
                     add_config={"group.id": group})
-    events = op.map("decode", src.oks, lambda m: orjson.loads(m.value))
+    events = op.map("decode", src.oks, lambda m: orjson.loads(m.value or b"null"))
     keyed = op.key_on("room", events, lambda ev: str(ev["room_id"]))
 
     def update(state: dict[str, Any] | None, ev: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -157,7 +158,7 @@ def _run_bytewax(bootstrap: str, target: int, group: str, state_dir: Path) -> di
         return new, ev
 
     updated = op.stateful_map("state", keyed, update)
-    clock = EventClock(lambda ev: datetime.fromtimestamp(ev["ts"] / 1000, UTC),
+    clock: EventClock[dict[str, Any]] = EventClock(lambda ev: datetime.fromtimestamp(ev["ts"] / 1000, UTC),
                        wait_for_system_duration=timedelta(milliseconds=GRACE_MS))
     windower = TumblingWindower(length=timedelta(milliseconds=WINDOW_MS),
                                 align_to=datetime(2020, 1, 1, tzinfo=UTC))
@@ -168,7 +169,7 @@ def _run_bytewax(bootstrap: str, target: int, group: str, state_dir: Path) -> di
         meter.windows += 1
 
     op.inspect("windows", wins.down, window_done)
-    run_main(flow)  # tail=False: ends at the end of every partition
+    run_main(flow)  # type: ignore[no-untyped-call]  # tail=False: ends at the end of every partition
     return meter.result()
 
 

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     q = args.quick
     opts = Options(
-        events=args.events or (QUICK["events"] if q else 600_000),
+        events=args.events or int(QUICK["events"] if q else 600_000),
         rooms=args.rooms, dense_rooms=args.dense_rooms, partitions=args.partitions, rates=rates,
         latency_seconds=args.latency_seconds or (QUICK["latency_seconds"] if q else 10.0),
         screens=args.screens, fanout_cues=args.fanout_cues or (int(QUICK["fanout_cues"]) if q else 10),
