@@ -470,8 +470,9 @@ def render_table(res: dict[str, Any]) -> str:
         f"{dw.get('rooms', 0)} rooms")
     for peer, name in (("quix", "Quix Streams"), ("bytewax", "Bytewax")):
         p = d.get(peer, {})
+        note = "; no changelog topics (--quick)" if p.get("changelog_topics") is False else ""
         row(f"peer: {name}", f"{peer}_eps", "events/s",
-            f"{_fmt(p.get('cpu_us_per_event'))} µs/event CPU; worker/{peer} = {_fmt(res.get(f'worker_vs_{peer}'))}")
+            f"{_fmt(p.get('cpu_us_per_event'))} µs/event CPU; worker/{peer} = {_fmt(res.get(f'worker_vs_{peer}'))}{note}")
     for kind, key in (("e2e", "e2e_p99_ms"), ("floor", "floor_p99_ms")):
         runs = d.get(kind, {}).get("runs", [])
         for r in runs:
@@ -488,8 +489,9 @@ def render_table(res: dict[str, Any]) -> str:
         f"p50 {_fmt(res.get('fanout_p50_ms'), 'ms')}; {f.get('deliveries', 0):,}/{f.get('expected_deliveries', 0):,} deliveries")
     row(f"RSS, one worker, {d.get('rss', {}).get('rooms', '?')} rooms", "rss_mb_1000_rooms", "MiB")
     s = d.get("scale", {})
+    split = " / ".join(f"{n:,}" for n in s.get("per_worker_events", []))
     row("2 workers / 1 worker", "scale_2w_ratio", "",
-        f"{_fmt(s.get('eps_2w'))} vs {_fmt(s.get('eps_1w'))} events/s")
+        f"{_fmt(s.get('eps_2w'))} vs {_fmt(s.get('eps_1w'))} events/s; events per worker {split}")
     row("forced releases (aligner)", "forced_releases", "", "all worker catch-ups of this run")
     w1 = max(len(r[0]) for r in rows)
     w2 = max(len(r[1]) for r in rows)

@@ -23,7 +23,7 @@ HELP = "measure the worker, the gateway and peers (Quix Streams, Bytewax) in one
 SETTINGS = ("log_format", "log_level")
 
 #: ``--quick``: the sizes that finish in under 3 minutes on a 2-core host.
-QUICK = {"events": 150_000, "latency_seconds": 4.0, "fanout_cues": 5, "peer_timeout": 150.0}
+QUICK = {"events": 200_000, "latency_seconds": 4.0, "fanout_cues": 5, "peer_timeout": 150.0}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
