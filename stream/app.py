@@ -117,9 +117,11 @@ class WorkerApp:
         for dl in dls:
             self._queue_send("deadletter", TOPIC_DEADLETTER,
                              dl.key.encode() if dl.key is not None else None, orjson.dumps(dl))
-        if self.processor.queued(tp.topic, tp.partition) >= self.settings.max_queued_per_partition:
+        if tp not in self.paused and \
+                self.processor.queued(tp.topic, tp.partition) >= self.settings.max_queued_per_partition:
             self.app.consumer.pause_partitions([tp])
             self.paused.add(tp)
+            self.metrics.partition_pauses.inc()
         if self.wake is not None:
             self.wake.set()
 

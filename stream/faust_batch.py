@@ -120,6 +120,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     if self.app.consumer_generation_id != generation:
                         break  # a rebalance began: what is not delivered is re-read
                     if tp.topic in inputs and sink is not None:
+                        tp = TP(tp.topic, tp.partition)  # aiokafka's tuple -> Faust's (asserted)
                         batch = tracker.add(tp, recs[0].offset, recs[-1].offset, len(recs))
                         read_offset[tp] = recs[-1].offset
                         inbound[tp] = now

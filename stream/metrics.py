@@ -34,6 +34,10 @@ class WorkerMetrics:
             "livecue_paused_partitions",
             "Input topic-partitions whose fetching is paused because their merge queue is full.",
             registry=registry)
+        self.partition_pauses = Counter(
+            "livecue_partition_pauses_total",
+            "Times an input topic-partition's fetching was paused because its merge queue was full.",
+            registry=registry)
         self.decode_failures = Counter(
             "livecue_decode_failures_total", "Input records that failed to decode, by topic and reason.",
             ["topic", "reason"], registry=registry)

@@ -52,7 +52,9 @@ async def test_many_room_backlog_catch_up_equals_backtest_with_no_forced_release
     expected = {_key(c) for c in bt.cues}
     assert len(expected) >= ROOMS, "the show should fire cues in most rooms"
     produce(broker.bootstrap, records)  # the whole backlog first
-    settings = test_settings.replace(partitions=8)
+    # a small merge queue bound, so fetch pausing and resuming is exercised all along the run
+    settings = test_settings.replace(partitions=8, max_queued_per_partition=int(
+        os.environ.get("LIVECUE_CATCHUP_QUEUE", "300")))
     w = start_worker(settings, tmp_path / "worker.log", "catchup")
     try:
         rs = set(rooms)
@@ -73,7 +75,12 @@ async def test_many_room_backlog_catch_up_equals_backtest_with_no_forced_release
             released = metric_value(text, "livecue_events_released_total")
         assert released == len(records)
         assert metric_value(text, "livecue_aligner_forced_total") == 0
+        pauses = metric_value(text, "livecue_partition_pauses_total")
+        assert pauses > 0, "precondition: the merge queue bound paused fetching"
+        log = (tmp_path / "worker.log").read_text(errors="replace")
+        for marker in ("Traceback", "Crashed", "pump failed"):
+            assert marker not in log, f"{marker!r} in the worker log:\n{w.log_tail()}"
         print(f"catch-up: {len(records)} events, {ROOMS} rooms, 8 partitions, {len(expected)} cues, "
-              f"forced releases 0")
+              f"forced releases 0, {pauses:.0f} fetch pauses")
     finally:
         w.stop()

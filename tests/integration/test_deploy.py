@@ -49,6 +49,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "livecue_events_released_total": ("counter", ()),
     "livecue_send_failures_total": ("counter", ("kind",)),
     "livecue_paused_partitions": ("gauge", ()),
+    "livecue_partition_pauses_total": ("counter", ()),
     "livecue_build_info": ("gauge", ("version", "component", "python")),
     # gateway
     "livecue_gateway_connections": ("gauge", ("role",)),
