@@ -145,7 +145,7 @@ async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeou
                          fetch_max_wait_ms=20, auto_offset_reset="latest")
     lat: list[float] = []
     seen: set[str] = set()
-    dupes = 0
+    dupes = foreign = 0
     try:
         assert fwd.stdout is not None
         line = await asyncio.wait_for(fwd.stdout.readline(), 60)
@@ -157,7 +157,8 @@ async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeou
         await c.seek_to_end(*tps)
         for tp in tps:
             await c.position(tp)
-        pacer = await _pacer(bootstrap, rooms_for(rate, prefix), rate, seconds, to_topic=FLOOR_A)
+        rooms = set(rooms_for(rate, prefix))
+        pacer = await _pacer(bootstrap, sorted(rooms), rate, seconds, to_topic=FLOOR_A)
         send_task = asyncio.create_task(_go_and_wait(pacer))
         progress(f"floor {rate:,.0f}/s: sending for {seconds:.0f} s")
         deadline = time.monotonic() + seconds + timeout_s
@@ -167,6 +168,9 @@ async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeou
             for msgs in batch.values():
                 for m in msgs:
                     v = orjson.loads(m.value)
+                    if v.get("room_id") not in rooms:  # not this run's (an earlier run's tail)
+                        foreign += 1
+                        continue
                     if v["event_id"] in seen:  # a producer retry's duplicate: the first arrival counts
                         dupes += 1
                         continue
@@ -183,4 +187,4 @@ async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeou
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(fwd.wait(), 10)
     progress(f"floor {rate:,.0f}/s: {len(lat):,} records")
-    return _summary(lat, sent, {"complete": len(lat) >= sent["sent"], "duplicates": dupes})
+    return _summary(lat, sent, {"complete": len(lat) >= sent["sent"], "duplicates": dupes, "foreign": foreign})
