@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from schemas.events import (
-    TOPIC_OF_TYPE, CartAdd, Chat, Event, Like, Order, SessionEnd, SessionStart, SkuOnAir,
+    CartAdd, Chat, Event, Like, Order, SessionEnd, SessionStart, SkuOnAir,
     StockSet, Viewers,
 )
 from schemas.outputs import Ack, Cue, RoomStats
@@ -631,6 +631,3 @@ def _tier_spans(stats: list[RoomStats], end: int) -> list[TierSpan]:
         spans.append(TierSpan(start, max(end, start), cur))
     return spans
 
-
-def topic_of(ev: Event) -> str:
-    return TOPIC_OF_TYPE[ev.type]
