@@ -302,8 +302,13 @@ class _Run:
                          "LIVECUE_GATEWAY_MAX_UNAUTHENTICATED_PER_ADDRESS": "4096",
                          "LIVECUE_GATEWAY_METRICS_PORT": "0",
                          "LIVECUE_LOG_FORMAT": "json", "LIVECUE_LOG_LEVEL": "WARNING"})
-        gw = start_child("gateway", ["livecue.cli", "gateway", "--port", "0"], genv, self.work / "gateway.log",
-                         "gateway ready on ", timeout=60)
+        try:
+            gw = start_child("gateway", ["livecue.cli", "gateway", "--port", "0"], genv, self.work / "gateway.log",
+                             "gateway ready on ", timeout=60)
+        except Exception as exc:  # both parts need it: both fail, with the reason
+            for name, key in (("e2e", "e2e_p99_ms"), ("fanout", "fanout_p99_ms")):
+                self.part(name, (key,), lambda exc=exc: _raise(exc))  # type: ignore[misc]
+            return
         try:
             ws_url = gw.first_line.split("(websocket ", 1)[1].split(",", 1)[0].strip()
             self.part("e2e", ("e2e_p99_ms",), lambda: self._e2e(b, ws_url, secret))
@@ -386,6 +391,10 @@ class _Run:
             "work_dir": str(self.work),
         }
         return out
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def _sig(v: float) -> float:
