@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 
 from livecue.broker import EmbeddedBroker, create_topics, die_with_parent, free_port
 from livecue.config import Settings
+from livecue.kafka_client import client_kwargs
 from livecue.commands.token import refuse_secret_flag
 from livecue.recording import Record, record_of
 from livecue.sim import SCENARIOS, generate
@@ -147,7 +148,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             say("starting the embedded broker (Tansu) ...")
             broker = EmbeddedBroker(log_path=work / "broker.log").start()
             url, bootstrap = broker.url, broker.bootstrap
-        asyncio.run(create_topics(bootstrap, settings.partitions))
+        # A secured cluster's settings apply to an external broker only; the embedded one is plain.
+        security = client_kwargs(settings) if args.external_broker else {}
+        asyncio.run(create_topics(bootstrap, settings.partitions, security=security))
         host = settings.gateway_host
         port = settings.gateway_port if settings.gateway_port and _port_free(host, settings.gateway_port) else free_port(host)
         secret = settings.token_secret or secrets.token_urlsafe(32)
@@ -157,6 +160,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "LIVECUE_BROKER": url,
             "LIVECUE_TOKEN_SECRET": secret,
             "LIVECUE_TOKEN_SECRET_FILE": "",  # already read into secret
+            **({} if args.external_broker else {"LIVECUE_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}),
             "LIVECUE_GATEWAY_HOST": host,
             "LIVECUE_GATEWAY_PORT": str(port),
             "LIVECUE_APP_ID": f"livecue-demo-{tag}",
@@ -229,6 +233,7 @@ def _shows(args: argparse.Namespace, rooms: list[str]) -> Iterator[tuple[int | N
 
 async def _show(args: argparse.Namespace, settings: Settings, bootstrap: str, rooms: list[str],
                 speed: float | None, children: _Children) -> None:
+    security = client_kwargs(settings) if args.external_broker else {}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -243,10 +248,10 @@ async def _show(args: argparse.Namespace, settings: Settings, bootstrap: str, ro
             await asyncio.sleep(0.5)
 
     progress = Progress("demo: sent")
-    watchers = [asyncio.create_task(watch()), asyncio.create_task(_tail_cues(bootstrap, set(rooms), progress))]
+    watchers = [asyncio.create_task(watch()), asyncio.create_task(_tail_cues(bootstrap, set(rooms), progress, security))]
     try:
         await send_paced(_shows(args, rooms), bootstrap, linger_ms=settings.linger_ms, speed=speed or 1.0,
-                         progress=progress, stop=stop)
+                         progress=progress, stop=stop, producer_options=security)
     finally:
         stop.set()
         for w in watchers:
@@ -255,10 +260,11 @@ async def _show(args: argparse.Namespace, settings: Settings, bootstrap: str, ro
                 await w
 
 
-async def _tail_cues(bootstrap: str, rooms: set[str], progress: Progress) -> None:
+async def _tail_cues(bootstrap: str, rooms: set[str], progress: Progress,
+                     security: dict[str, Any] | None = None) -> None:
     """Echo the demo rooms' cues in the terminal as the worker emits them (what the screens get)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=100)
+                                fetch_max_wait_ms=100, **(security or {}))
     await consumer.start()
     try:
         tps = [TopicPartition(TOPIC_CUES, p) for p in sorted(consumer.partitions_for_topic(TOPIC_CUES) or ())]
