@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
