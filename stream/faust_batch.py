@@ -27,6 +27,12 @@ pinned versions, so an upgrade that changes them fails loudly instead of silentl
 - ``Monitor.stream_inbound_time``: the worker's input skips Faust's streams, so without a
   mark Faust's livelock detector logs a false "Stream has not started processing" ERROR for
   every lagging input partition after five minutes. Each batch marks its partition active.
+- ``Consumer.highwaters``: Faust's table recovery reads a changelog up to the end offsets that
+  ListOffsets reports. Tansu answers it with the base offset of the partition's last record
+  batch, not its end, so a recovery stopped short of the last flush's state writes (they share
+  a batch) and a restarted worker resumed with older room states behind a newer committed
+  offset. For changelog partitions the end is confirmed by fetching from that offset and taking
+  the fetch high watermark (the larger of the two wins; on Apache Kafka they agree).
 - ``App._new_transport``: the supported seam to supply a transport with its own consumer.
 
 The rest of the worker sees only batches (:class:`BatchSink`) and never imports Faust internals.
@@ -186,6 +192,19 @@ class BatchConsumer(faust_aiokafka.Consumer):
         await super().on_partitions_revoked(revoked)
         self.tracker.revoke(revoked)
 
+    # -- recovery ------------------------------------------------------------------------------
+
+    async def highwaters(self, *partitions: TP) -> dict[TP, int]:
+        ends = dict(await super().highwaters(*partitions))
+        changelogs = [tp for tp in partitions if self._is_changelog_tp(tp) and ends.get(tp) is not None]
+        if changelogs:
+            confirmed = await fetch_highwaters(self.app, {tp: ends[tp] for tp in changelogs})
+            for tp, hw in confirmed.items():
+                if hw > ends[tp]:
+                    self.log.info("changelog end beyond ListOffsets: %r %s -> %s", tp, ends[tp], hw)
+                    ends[tp] = hw
+        return ends
+
 
 class _Transport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
@@ -204,6 +223,34 @@ class LiveCueApp(faust.App):
         if not isinstance(consumer, BatchConsumer):  # pragma: no cover - construction guarantees it
             raise TypeError(f"expected BatchConsumer, got {type(consumer).__name__}")
         return consumer
+
+
+async def fetch_highwaters(app: faust.App, ends: dict[TP, int], timeout: float = 10.0) -> dict[TP, int]:
+    """The fetch high watermark of each partition, read by fetching from its ListOffsets end
+    with a short-lived group-less consumer (same brokers and credentials as the app's)."""
+    conf = app.conf
+    client = aiokafka.AIOKafkaConsumer(
+        bootstrap_servers=faust_aiokafka.server_list(conf.broker, faust_aiokafka.Transport.default_port),
+        enable_auto_commit=False, fetch_max_wait_ms=50, request_timeout_ms=int(timeout * 1000),
+        **faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+    )
+    await client.start()
+    try:
+        tps = [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in ends]
+        client.assign(tps)
+        for tp in tps:
+            client.seek(tp, ends[TP(tp.topic, tp.partition)])
+        out: dict[TP, int] = {}
+        deadline = time.monotonic() + timeout
+        while len(out) < len(tps) and time.monotonic() < deadline:
+            await client.getmany(*tps, timeout_ms=200, max_records=1)
+            for tp in tps:
+                hw = client.highwater(tp)
+                if hw is not None:
+                    out[TP(tp.topic, tp.partition)] = hw
+        return out
+    finally:
+        await client.stop()
 
 
 def client_of(app: faust.App) -> aiokafka.AIOKafkaConsumer | None:

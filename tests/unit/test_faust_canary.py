@@ -75,3 +75,9 @@ def test_app_builds_its_transport_in_new_transport() -> None:
     import faust
     assert "_new_transport" in faust.App.__dict__
     assert issubclass(BatchConsumer, faust_aiokafka.Consumer)
+
+
+def test_recovery_takes_changelog_ends_from_consumer_highwaters() -> None:
+    from faust.tables.recovery import Recovery
+    assert "await consumer.highwaters(*tps)" in inspect.getsource(Recovery._build_highwaters)
+    assert "_is_changelog_tp" in faust_consumer.Consumer.__dict__
