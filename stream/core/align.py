@@ -16,8 +16,10 @@ a head while another topic-partition of the group is empty but could still deliv
 (and at every step the heads are fixed by the records: the merge waits rather than guess):
 
 - empty with unread records (the broker holds more): wait for them, bounded by
-  ``max_idle_ms`` (KIP-695's ``max.task.idle.ms``); a release forced by that bound is counted
-  in :attr:`PartitionGroup.forced`, the one case where order can depend on timing (a fetch that
+  ``max_idle_ms`` counted from when the wait began (KIP-695's ``max.task.idle.ms``: how long the
+  merge may stand still, not how long a record has been queued: a backlog's records queue for
+  long, legitimately); a release forced by that bound is counted in
+  :attr:`PartitionGroup.forced`, the one case where order can depend on timing (a fetch that
   stalls for seconds);
 - empty and caught up (a poll made after the head arrived found nothing more to read): wait
   ``grace_ms`` from the head's arrival for records still in flight from producers, then go on.
@@ -52,6 +54,7 @@ __all__ = ["TOPIC_RANK", "order_key", "canonical_order", "PartitionGroup"]
 
 TOPIC_RANK: Final[dict[str, int]] = {t: i for i, t in enumerate(INPUT_TOPICS)}
 _UNREAD: Final = -1  # caught_up marker: the topic-partition has unread records (or is unknown)
+_FAR_PAST: Final = -(2**62)
 
 
 def order_key(ts: int, topic: str, seq: int) -> tuple[int, int, int]:
@@ -87,7 +90,7 @@ class PartitionGroup:
     """
 
     __slots__ = ("topics", "max_idle_ms", "grace_ms", "outlier_ms", "stream_time", "_queues",
-                 "_caught_up", "forced", "outliers", "_n")
+                 "_caught_up", "forced", "outliers", "_n", "_idle_since")
 
     def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 100,
                  outlier_ms: int = 3_600_000) -> None:
@@ -99,6 +102,8 @@ class PartitionGroup:
         self.stream_time: int | None = None
         #: heads released first as outliers (dated far past the stream time)
         self.outliers = 0
+        #: when the merge began waiting for a topic-partition with unread records (None: not)
+        self._idle_since: int | None = None
         # topic -> deque of (key, arrived_ms, payload)
         self._queues: dict[str, deque[tuple[tuple[int, int, int], int, Any]]] = {
             t: deque() for t in self.topics}
@@ -157,13 +162,18 @@ class PartitionGroup:
                     elif at < confirmed:
                         confirmed = at
             if unread:
-                allowed = idle_line  # the broker holds records we wait for: bounded by max idle
+                # the broker holds records we wait for: stand still, at most max idle
+                if self._idle_since is None:
+                    self._idle_since = now_ms
+                allowed = now_ms if now_ms - self._idle_since >= self.max_idle_ms else _FAR_PAST
             elif empty:
                 # quiet topics, confirmed by a poll after the record arrived: wait only the grace
                 # for records in flight (a poll older than the record proves nothing: max idle)
                 allowed = max(min(confirmed, grace_line), idle_line)
             else:
                 allowed = now_ms
+            if not unread:
+                self._idle_since = None
             if outlier is not None:  # first, once the heads are all known (same wait rule)
                 if outlier[0][1] > allowed:
                     break

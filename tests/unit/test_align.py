@@ -49,9 +49,29 @@ def test_forced_release_after_max_idle_is_counted() -> None:
         if t != "live.chat":
             g.mark_caught_up(t, 5)
     g.mark_caught_up("live.likes", None)
+    assert g.pop_ready(now_ms=0) == []  # the wait begins
     assert g.pop_ready(now_ms=299) == []
     assert g.pop_ready(now_ms=300) == ["chat"]
     assert g.forced == {"live.likes": 1}
+
+
+def test_max_idle_counts_from_when_the_merge_stood_still_not_from_arrival() -> None:
+    # a backlog: records queue for long while the merge works through others; when a topic runs
+    # empty with unread records, the merge waits max_idle from then, not from their arrival
+    g = PartitionGroup(TOPICS, max_idle_ms=300, grace_ms=100)
+    for t in TOPICS:
+        g.push(t, 100, 0, f"{t}@100", now_ms=0)
+        g.push(t, 200, 1, f"{t}@200", now_ms=0)
+        g.mark_caught_up(t, None)
+    assert g.pop_ready(now_ms=10_000) == [f"{t}@100" for t in TOPICS] + ["live.room@200"]
+    assert g.pop_ready(now_ms=10_299) == []  # live.room ran empty at 10_000
+    assert g.forced == {}
+    g.push("live.room", 300, 2, "live.room@300", now_ms=10_250)
+    # live.room delivered: viewers@200 goes; then viewers is empty with unread records: wait again
+    assert g.pop_ready(now_ms=10_299) == ["live.viewers@200"]
+    assert g.pop_ready(now_ms=10_598) == []
+    assert g.pop_ready(now_ms=10_599) == ["live.chat@200"]  # forced, 300 ms after that wait began
+    assert g.forced == {"live.viewers": 1}
 
 
 def test_caught_up_topics_hold_a_record_only_for_the_grace() -> None:
