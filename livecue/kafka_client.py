@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -100,27 +101,35 @@ def faust_credentials(settings: Settings) -> CredentialsT | None:
     return creds
 
 
-async def check_connection(settings: Settings, timeout: float = 20.0) -> None:
-    """Connect to the brokers once with the configured security; raise :class:`BrokerError` with
-    one line naming the cause (TLS verification, authentication) when that fails."""
+async def check_connection(settings: Settings, timeout: float = 30.0) -> None:
+    """Connect to the brokers with the configured security; raise :class:`BrokerError` with one
+    line naming the cause. A TLS or authentication failure is final at once (retrying cannot
+    fix it); a broker that is not up yet is retried until ``timeout``, as the commands' own
+    waits do."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     kw = client_kwargs(settings)
     who = f"{settings.kafka_security_protocol}"
     if settings.kafka_security_protocol.startswith("SASL_"):
         who += f" {settings.kafka_sasl_mechanism} user {settings.kafka_username!r}"
-    cause: list[BaseException] = []
-    with _capture_causes(cause):
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.broker, request_timeout_ms=int(timeout * 1000), **kw
-        )
-        try:
-            await asyncio.wait_for(_round_trip(admin), timeout)
-        except Exception as exc:  # noqa: BLE001 - classified below into one line
-            raise BrokerError(f"cannot connect to Kafka {settings.broker} ({who}): {_explain(exc, cause)}") from None
-        finally:
-            with contextlib.suppress(Exception):
-                await admin.close()
+    deadline = time.monotonic() + timeout
+    while True:
+        cause: list[BaseException] = []
+        with _capture_causes(cause):
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=settings.broker, request_timeout_ms=int(timeout * 1000), **kw
+            )
+            try:
+                await asyncio.wait_for(_round_trip(admin), max(1.0, deadline - time.monotonic()))
+                return
+            except Exception as exc:  # noqa: BLE001 - classified below into one line
+                final, why = _explain(exc, cause)
+                if final or time.monotonic() >= deadline:
+                    raise BrokerError(f"cannot connect to Kafka {settings.broker} ({who}): {why}") from None
+            finally:
+                with contextlib.suppress(Exception):
+                    await admin.close()
+        await asyncio.sleep(0.5)
 
 
 async def _round_trip(admin: Any) -> None:
@@ -153,7 +162,8 @@ def _capture_causes(out: list[BaseException]) -> Iterator[None]:
         lg.propagate = propagate
 
 
-def _explain(exc: BaseException, logged: list[BaseException]) -> str:
+def _explain(exc: BaseException, logged: list[BaseException]) -> tuple[bool, str]:
+    """(whether retrying cannot help, the cause in one phrase)."""
     chain: list[BaseException] = []
     for e in [exc, *logged]:
         while e is not None and e not in chain:
@@ -161,14 +171,14 @@ def _explain(exc: BaseException, logged: list[BaseException]) -> str:
             e = e.__cause__ or e.__context__  # type: ignore[assignment]
     for e in chain:
         if isinstance(e, ssl.SSLCertVerificationError):
-            return f"TLS: the broker's certificate is not trusted ({e.verify_message}); check kafka_ca_file"
+            return True, f"TLS: the broker's certificate is not trusted ({e.verify_message}); check kafka_ca_file"
         if isinstance(e, ssl.SSLError):
-            return f"TLS handshake failed ({e.reason or e}); check the CA, client certificate and security protocol"
+            return True, f"TLS handshake failed ({e.reason or e}); check the CA, client certificate and security protocol"
     for e in chain:
         name = type(e).__name__
         if "Authentication" in name or "SaslAuth" in name or "IllegalSasl" in name or "UnsupportedSasl" in name:
-            return f"authentication failed ({name}: {e}); check kafka_username and the password"
-    return f"{type(exc).__name__}: {exc}"
+            return True, f"authentication failed ({name}: {e}); check kafka_username and the password"
+    return False, f"{type(exc).__name__}: {exc}"
 
 
 def talks_to_kafka(command: str, args: Any) -> bool:

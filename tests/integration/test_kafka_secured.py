@@ -189,3 +189,38 @@ def test_secured_settings_are_validated_before_any_connection(tmp_path: Path) ->
     r = _cli("topics", env={**env, "LIVECUE_KAFKA_PASSWORD": "p", "LIVECUE_KAFKA_CERT_FILE": str(tmp_path / "c.pem")},
              timeout=30)
     assert r.returncode == 2 and "kafka_cert_file and kafka_key_file" in r.stderr
+
+
+async def test_a_secured_client_waits_for_a_broker_that_is_not_up_yet(
+    secured: tuple[KafkaCluster, Pki, Path], tmp_path: Path, uid: str
+) -> None:
+    """Only TLS and authentication failures are final: a refused connection (the broker still
+    starting, as under docker-compose) is retried until the check's timeout."""
+    from livecue.broker import free_port
+    from livecue.kafka_client import check_connection
+
+    cluster, pki, pw = secured
+    port = free_port()
+    target_port = cluster.nodes[0].port
+    settings = _settings(cluster, secured_env(pki, USER, pw), tmp_path, uid).replace(broker=f"127.0.0.1:{port}")
+
+    async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while data := await r.read(65536):
+                w.write(data)
+                await w.drain()
+        finally:
+            w.close()
+
+    async def forward(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        tr, tw = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(pipe(r, tw), pipe(tr, w), return_exceptions=True)
+
+    check = asyncio.create_task(check_connection(settings, timeout=60))
+    await asyncio.sleep(1.5)  # nothing listens yet: the check must still be trying
+    assert not check.done(), check.exception() if check.done() else None
+    server = await asyncio.start_server(forward, "127.0.0.1", port)  # the "broker" comes up
+    try:
+        await asyncio.wait_for(check, 60)  # bootstraps through the late listener, then succeeds
+    finally:
+        server.close()
