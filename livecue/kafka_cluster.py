@@ -435,8 +435,25 @@ class KafkaCluster:
         self._spawn(node)
         self._wait_node(node, time.monotonic() + timeout)
 
+    def stop_nodes(self, timeout: float = 30.0) -> None:
+        """Shut every node down (SIGTERM, SIGKILL after ``timeout``), keeping their data on disk
+        for :meth:`start_nodes` (a whole-cluster restart)."""
+        self._terminate(timeout)
+
+    def start_nodes(self, timeout: float = 90.0) -> None:
+        """Start every stopped node again on its ports and data; wait until the cluster answers."""
+        for node in self.nodes:
+            if not node.alive():
+                self._spawn(node)
+        self._wait(timeout)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every node: SIGTERM to all, then SIGKILL whatever is left after ``timeout``."""
+        self._terminate(timeout)
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def _terminate(self, timeout: float) -> None:
         for node in self.nodes:
             if node.proc is not None and node.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -454,8 +471,6 @@ class KafkaCluster:
             if node.log_file is not None:
                 node.log_file.close()
                 node.log_file = None
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> KafkaCluster:
         return self.start()
