@@ -29,14 +29,13 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from harness import collect, metric_value, produce, recompute, records_of, start_worker
-from kafka_harness import fresh_kafka, kafka_settings
+from kafka_harness import changelog_last, fresh_kafka, kafka_settings
 from livecue.config import Settings
 from livecue.kafka_cluster import KafkaCluster
 from livecue.recording import Record
 from livecue.sim.show import generate
 from stream.core import dump_state
 from stream.processor import decode_room_value
-from test_kafka_worker import _changelog_last
 
 pytestmark = pytest.mark.slow
 
@@ -172,7 +171,7 @@ async def test_killing_the_leaders_of_an_input_and_a_changelog_partition_loses_n
         want = {r: dump_state(recompute(records, r).state) for r in rooms}
         state: dict[str, bytes] = {}
         for _ in range(40):
-            state = await _changelog_last(cluster, changelog, rooms)
+            state = await changelog_last(_alive(cluster), changelog, rooms)
             if all(r in state and dump_state(decode_room_value(state[r])[1]) == want[r] for r in rooms):
                 break
             await asyncio.sleep(0.5)

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from harness import WorkerProc, collect, metric_value, produce, recompute, records_of, start_worker
-from kafka_harness import fresh_kafka, kafka_settings
+from kafka_harness import changelog_last, fresh_kafka, kafka_settings
 from livecue.config import Settings, settings_env
 from livecue.kafka_cluster import KafkaCluster
 from livecue.recording import Record, read_recording
@@ -192,7 +191,7 @@ async def test_kill9_mid_show_on_kafka_loses_nothing_and_state_equals_recomputat
         want = {r: dump_state(recompute(records, r).state) for r in rooms}
         last: dict[str, bytes] = {}
         for _ in range(40):
-            last = await _changelog_last(cluster, changelog, rooms)
+            last = await changelog_last(cluster.bootstrap, changelog, rooms)
             if all(last.get(r) is not None and dump_state(decode_room_value(last[r])[1]) == want[r] for r in rooms):
                 break
             await asyncio.sleep(0.5)
@@ -203,38 +202,6 @@ async def test_kill9_mid_show_on_kafka_loses_nothing_and_state_equals_recomputat
         assert await _topic_config(cluster, changelog, "cleanup.policy") == "compact"
     finally:
         w2.stop()
-
-
-async def _changelog_last(cluster: KafkaCluster, topic: str, rooms: list[str]) -> dict[str, bytes]:
-    c = AIOKafkaConsumer(bootstrap_servers=cluster.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
-    await c.start()
-    try:
-        # this client has not seen the changelog yet: ask for its metadata (as harness.collect)
-        await c._client._wait_on_metadata(topic)  # noqa: SLF001
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or set())]
-        if not tps:
-            return {}
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        ends = await c.end_offsets(tps)
-        last: dict[str, bytes] = {}
-
-        async def behind() -> bool:
-            for tp in tps:
-                if await c.position(tp) < ends[tp]:
-                    return True
-            return False
-
-        while await behind():
-            batch = await c.getmany(timeout_ms=300)
-            for msgs in batch.values():
-                for m in msgs:
-                    k = m.key.decode() if m.key else ""
-                    if k in rooms and m.value is not None:
-                        last[k] = m.value
-        return last
-    finally:
-        await c.stop()
 
 
 async def _topic_config(cluster: KafkaCluster, topic: str, name: str) -> str | None:
