@@ -101,9 +101,10 @@ def _run_quix(bootstrap: str, target: int, group: str, state_dir: Path) -> dict[
         state_dir=str(state_dir), loglevel=os.environ.get("BENCH_PEER_LOGLEVEL", "WARNING"),  # type: ignore[arg-type]
         commit_interval=1.0,
         auto_create_topics=True, use_changelog_topics=os.environ.get("BENCH_QUIX_CHANGELOG", "1") == "1",
-        # Tansu forms a group only after the rebalance timeout (librdkafka: max.poll.interval.ms,
-        # 300 s by default): keep it as short as the LiveCue worker's.
-        consumer_extra_config={"max.poll.interval.ms": 6000, "session.timeout.ms": 6000,
+        # Group timeouts like the LiveCue worker's (librdkafka's defaults are minutes). The poll
+        # interval stays at 30 s: at 6 s a loaded 2-core host made Quix miss it, leave the group
+        # and fail its next commit ("Unknown member").
+        consumer_extra_config={"max.poll.interval.ms": 30000, "session.timeout.ms": 6000,
                                "heartbeat.interval.ms": 500},
     )
 
