@@ -41,8 +41,9 @@ def _key(c: object) -> tuple:
     return (g("cue_id"), g("ts"), g("kind"), g("sku_id"), g("severity"), g("target_sku_id"))
 
 
+@pytest.mark.parametrize("mode", ["backlog", "paced20x"])
 async def test_many_room_backlog_catch_up_equals_backtest_with_no_forced_release(
-    broker: EmbeddedBroker, test_settings: Settings, tmp_path: Path, uid: str
+    broker: EmbeddedBroker, test_settings: Settings, tmp_path: Path, uid: str, mode: str
 ) -> None:
     rooms = [f"c{uid}-{i}" for i in range(ROOMS)]
     events = sorted(generate(11, rooms, "mixed", duration=SECONDS, rate=6.0), key=lambda e: e.ts)
@@ -51,11 +52,24 @@ async def test_many_room_backlog_catch_up_equals_backtest_with_no_forced_release
     assert not bt.rejected, bt.reasons()
     expected = {_key(c) for c in bt.cues}
     assert len(expected) >= ROOMS, "the show should fire cues in most rooms"
-    produce(broker.bootstrap, records)  # the whole backlog first
     # a small merge queue bound, so fetch pausing and resuming is exercised all along the run
     settings = test_settings.replace(partitions=8, max_queued_per_partition=int(
         os.environ.get("LIVECUE_CATCHUP_QUEUE", "300")))
-    w = start_worker(settings, tmp_path / "worker.log", "catchup")
+    if mode == "backlog":
+        produce(broker.bootstrap, records)  # the whole backlog first
+        w = start_worker(settings, tmp_path / "worker.log", "catchup")
+    else:  # the same recording paced at 20x event time into a running worker
+        w = start_worker(settings, tmp_path / "worker.log", "paced")
+        start_wall, start_ts = time.monotonic(), events[0].ts
+        ts_of = {id(r): e.ts for r, e in zip(records, events)}
+
+        def pace(rec: object) -> None:
+            due = start_wall + (ts_of[id(rec)] - start_ts) / 1000 / 20
+            delay = due - time.monotonic()
+            if delay > 0.005:
+                time.sleep(delay)
+
+        produce(broker.bootstrap, records, pace=pace)
     try:
         rs = set(rooms)
         ids = {k[0] for k in expected}
@@ -76,11 +90,12 @@ async def test_many_room_backlog_catch_up_equals_backtest_with_no_forced_release
         assert released == len(records)
         assert metric_value(text, "livecue_aligner_forced_total") == 0
         pauses = metric_value(text, "livecue_partition_pauses_total")
-        assert pauses > 0, "precondition: the merge queue bound paused fetching"
+        if mode == "backlog":
+            assert pauses > 0, "precondition: the merge queue bound paused fetching"
         log = (tmp_path / "worker.log").read_text(errors="replace")
         for marker in ("Traceback", "Crashed", "pump failed"):
             assert marker not in log, f"{marker!r} in the worker log:\n{w.log_tail()}"
-        print(f"catch-up: {len(records)} events, {ROOMS} rooms, 8 partitions, {len(expected)} cues, "
+        print(f"{mode}: {len(records)} events, {ROOMS} rooms, 8 partitions, {len(expected)} cues, "
               f"forced releases 0, {pauses:.0f} fetch pauses")
     finally:
         w.stop()
