@@ -147,6 +147,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("kafka_cert_file", _opt_path, "", "PEM client certificate (chain), for brokers that require TLS client authentication"),
     Setting("kafka_key_file", _opt_path, "", "PEM private key of the client certificate"),
     Setting("partitions", _int_range(1, 1024), "4", "partitions per contract topic when creating topics"),
+    Setting("replication_factor", _int_range(1, 16), "1", "replication factor of the topics the worker creates (its state changelog): 3 on a production cluster, so state survives a broker loss"),
     Setting("app_id", _str, "livecue", "Kafka consumer group / Faust app id of the workers"),
     Setting("data_dir", _path, "./data", "directory for worker state (one subdirectory per worker)"),
     Setting("playbook", _opt_path, "", "playbook TOML file (empty: the shipped default)"),
@@ -205,6 +206,7 @@ class Settings:
     kafka_cert_file: Path | None = None
     kafka_key_file: Path | None = None
     partitions: int = 4
+    replication_factor: int = 1
     app_id: str = "livecue"
     data_dir: Path = Path("./data")
     playbook: Path | None = None

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["configure_logging", "JsonFormatter", "TextFormatter"]
+__all__ = ["configure_logging", "JsonFormatter", "TextFormatter", "RepeatThrottle"]
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
 
@@ -52,6 +52,37 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class RepeatThrottle(logging.Filter):
+    """Lets the same (logger, level, message template) through at most once per ``window_s``;
+    the next line that passes says how many were held back (``repeated=N``).
+
+    A Kafka client whose broker is gone logs the same connection error many times a second
+    (about 50,000 lines over an 8 s outage were measured): one line a few seconds says the same.
+    ``clock`` is injectable for tests.
+    """
+
+    def __init__(self, window_s: float = 5.0, clock: Any = time.monotonic, max_keys: int = 1024) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self.clock = clock
+        self.max_keys = max_keys
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self.window_s:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        if last is not None and last[1]:
+            record.repeated = last[1]
+        if len(self._seen) >= self.max_keys:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        return True
+
+
 def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
     """Install one stderr handler with the chosen format on the root logger."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -65,3 +96,14 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
     # Faust/aiokafka are chatty at INFO; keep their warnings.
     for noisy in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # ...and repeat themselves while a broker is away: one line per message every 5 s
+    handler.addFilter(_ThirdPartyThrottle())
+
+
+class _ThirdPartyThrottle(RepeatThrottle):
+    """Throttles only the Kafka client libraries' records; LiveCue's own lines all pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(("aiokafka", "kafka", "faust", "mode")):
+            return True
+        return super().filter(record)
