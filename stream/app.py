@@ -291,12 +291,20 @@ class WorkerApp:
 
     async def flush_all(self, timeout: float = 10.0) -> None:
         """Flush state and wait for the broker to acknowledge everything (clean shutdown)."""
-        await self.pump(force_flush=True)
         deadline = time.monotonic() + timeout
+        while self._pumping and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await self.pump(force_flush=True)
         while self._groups and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             await self._start_sends()
             self._ack_done(time.monotonic())
+
+    async def stop(self) -> None:
+        """Clean shutdown: flush, wait for the broker's acks, commit what they made safe."""
+        await self.flush_all()
+        await self.app.consumer.commit()
+        log.info("worker stopped cleanly", extra={"pending": self.processor.pending()})
 
     # -- rebalancing -------------------------------------------------------------------------
 
@@ -336,6 +344,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_request_timeout=request_timeout,
         broker_commit_interval=settings.commit_interval_s,
         producer_linger=settings.linger_ms / 1000.0,
+        # prefetch per input partition (Faust's default 4 MiB x 6 topics x partitions dominated a
+        # catching-up worker's memory); the merge queues bound what is decoded
+        consumer_max_fetch_size=1024 * 1024,
         table_standby_replicas=0,
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
@@ -366,6 +377,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     consumer = app.batch_consumer()
     consumer.input_topics = frozenset(INPUT_TOPICS)
     consumer.batch_sink = worker
+    app.stop_hook = worker.stop
 
     @app.agent(inputs, concurrency=1, name="livecue.process")
     async def process(stream: Any) -> None:

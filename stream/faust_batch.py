@@ -214,6 +214,17 @@ class LiveCueApp(faust.App):
     """A Faust app whose consumer delivers the input topics as batches (see module docstring)."""
 
     livecue_fetch_max_wait_ms: int | None = None
+    #: awaited first when the app stops (the worker flushes, waits for the broker, commits)
+    stop_hook: Any = None
+
+    async def on_stop(self) -> None:
+        hook = self.stop_hook
+        if hook is not None:
+            try:
+                await asyncio.wait_for(hook(), 15.0)
+            except Exception as exc:  # stopping anyway: what is not committed is re-read
+                self.log.warning("final flush before stop failed: %r", exc)
+        await super().on_stop()
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
