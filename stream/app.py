@@ -125,6 +125,11 @@ class WorkerApp:
         if self.wake is not None:
             self.wake.set()
 
+    def on_rewind(self, tp: TP, offset: int) -> None:
+        dropped = self.processor.rewind(tp.topic, tp.partition, offset)
+        log.info("input re-read from the committed offset",
+                 extra={"topic": tp.topic, "partition": tp.partition, "offset": offset, "dropped": dropped})
+
     # -- the pump ----------------------------------------------------------------------------
 
     async def run_pump(self) -> None:

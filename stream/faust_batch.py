@@ -65,6 +65,10 @@ class BatchSink(Protocol):
 
     def on_batch(self, tp: TP, records: Sequence[Any], batch: Batch) -> None: ...
 
+    def on_rewind(self, tp: TP, offset: int) -> None:
+        """The consumer went back to ``offset`` (Faust seeks to the committed offsets after a
+        rebalance): what was delivered from there on will be delivered again."""
+
     def on_fetch_state(self, states: dict[TP, tuple[int | None, int | None, int | None]]) -> None:
         """After every fetch round: per input topic-partition (position, high watermark, last
         poll ms), read while no fetch is handing out records, so positions are exactly what was
@@ -127,7 +131,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         break  # a rebalance began: what is not delivered is re-read
                     if tp.topic in inputs and sink is not None:
                         tp = TP(tp.topic, tp.partition)  # aiokafka's tuple -> Faust's (asserted)
-                        batch = tracker.add(tp, recs[0].offset, recs[-1].offset, len(recs))
+                        first = recs[0].offset
+                        last = tracker.last_offset(tp)
+                        if last is not None and first <= last:
+                            dropped = tracker.rewind(tp, first)
+                            sink.on_rewind(tp, first)
+                            self.log.info("re-reading %r from %s (%s unacked dropped)", tp, first, dropped)
+                        batch = tracker.add(tp, first, recs[-1].offset, len(recs))
                         read_offset[tp] = recs[-1].offset
                         inbound[tp] = now
                         sink.on_batch(tp, recs, batch)

@@ -55,7 +55,7 @@ class BatchTracker(Generic[TP]):
         if q is None:
             q = self._batches[tp] = deque()
         elif q and first <= q[-1].last:
-            raise ValueError(f"batch of {tp!r} at {first} does not follow {q[-1].last}")
+            raise ValueError(f"batch of {tp!r} at {first} does not follow {q[-1].last} (rewind first)")
         b = Batch(tp, first, last, count)
         q.append(b)
         return b
@@ -73,6 +73,22 @@ class BatchTracker(Generic[TP]):
                 while q and q[0].remaining == 0:
                     done = q.popleft()
                     self._committable[done.tp] = done.last + 1
+
+    def last_offset(self, tp: TP) -> int | None:
+        """The last offset tracked for ``tp`` (None: nothing in flight)."""
+        q = self._batches.get(tp)
+        return q[-1].last if q else None
+
+    def rewind(self, tp: TP, offset: int) -> int:
+        """The consumer went back to ``offset`` on ``tp`` (a seek to the committed offset after a
+        rebalance): drop the batches from there on, unacknowledged. Returns records dropped."""
+        q = self._batches.get(tp)
+        dropped = 0
+        while q and q[-1].last >= offset:
+            b = q.pop()
+            b.dead = True
+            dropped += b.remaining
+        return dropped
 
     def committable(self, tp: TP) -> int | None:
         """The offset to commit for ``tp`` (next to read), or None if nothing new is safe."""

@@ -183,6 +183,12 @@ class Processor:
         """A poll at ``at_ms`` found ``topic``'s ``partition`` fully read (None: it is not)."""
         self._group(partition).mark_caught_up(topic, at_ms)
 
+    def rewind(self, topic: str, partition: int, offset: int) -> int:
+        """The consumer reads ``topic``/``partition`` again from ``offset``: drop what is queued
+        from there (records already applied are skipped by the rooms' applied offsets)."""
+        g = self._groups.get(partition)
+        return g.drop_from(topic, offset) if g is not None else 0
+
     def queued(self, topic: str, partition: int) -> int:
         """Events of one topic-partition waiting in the merge (to pause fetching when full)."""
         g = self._groups.get(partition)

@@ -123,6 +123,17 @@ class PartitionGroup:
         self._queues[topic].append(((ts, TOPIC_RANK.get(topic, len(TOPIC_RANK)), offset), now_ms, payload))
         self._n += 1
 
+    def drop_from(self, topic: str, offset: int) -> int:
+        """Forget ``topic``'s queued records at ``offset`` and after (the consumer went back to
+        read them again). Returns how many."""
+        q = self._queues[topic]
+        n = 0
+        while q and q[-1][0][2] >= offset:
+            q.pop()
+            n += 1
+        self._n -= n
+        return n
+
     def mark_caught_up(self, topic: str, at_ms: int | None) -> None:
         """A poll at ``at_ms`` found ``topic`` fully read (``None``: it has unread records)."""
         self._caught_up[topic] = _UNREAD if at_ms is None else at_ms

@@ -210,3 +210,12 @@ def test_with_every_queue_holding_records_something_is_always_released(
             g.push(t, ts, i, label, now_ms=0)
     while all(g.queued(t) for t in TOPICS):
         assert g.pop_ready(now_ms=0), "all queues hold records, yet nothing was released"
+
+
+def test_drop_from_forgets_the_records_read_again() -> None:
+    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0)
+    for i in range(5):
+        g.push("live.chat", 10 * i, i, f"c{i}", now_ms=0)
+    g.push("live.likes", 5, 0, "l0", now_ms=0)
+    assert g.drop_from("live.chat", 3) == 2
+    assert len(g) == 4 and g.queued("live.chat") == 3

@@ -76,3 +76,19 @@ def test_committable_is_exactly_the_acked_prefix_under_any_ack_order(sizes: list
                 break
             end = batches[k].last + 1
         assert t.committable(TP) == end
+
+
+def test_rewind_drops_the_batches_read_again_and_keeps_the_acked_prefix() -> None:
+    t: BatchTracker[tuple[str, int]] = BatchTracker()
+    a = t.add(TP, 0, 9, 10)
+    b = t.add(TP, 10, 19, 10)
+    t.ack(a, 10)
+    assert t.committable(TP) == 10
+    # after a rebalance the consumer seeks back to the committed offset, 10
+    assert t.last_offset(TP) == 19
+    assert t.rewind(TP, 10) == 10
+    t.ack(b, 10)  # a late ack of the dropped batch counts for nothing
+    assert t.committable(TP) == 10
+    c = t.add(TP, 10, 19, 10)  # the same records, delivered again
+    t.ack(c, 10)
+    assert t.committable(TP) == 20
