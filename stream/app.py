@@ -69,7 +69,7 @@ class _Send:
     kind: str
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     partition: int | None
     future: Any = None
 
@@ -181,7 +181,7 @@ class WorkerApp:
             self._resume_drained()
             if force_flush or now - self.last_flush >= self.settings.commit_interval_s / 2:
                 self.last_flush = now
-                flushed = self.processor.flush()
+                flushed = self.processor.flush(now)
                 self._write_table(flushed)
                 if flushed.acks or self._sends:
                     self._groups.append(_AckGroup(self._sends, flushed.acks))
@@ -196,6 +196,10 @@ class WorkerApp:
             m = self.metrics
             m.pending.set(self.processor.pending())
             m.active_rooms.set(self.processor.active_rooms())
+            for state, n in self.processor.rooms_by_state().items():
+                m.rooms.labels(state).set(n)
+            m.rooms_evicted.labels("lru").set(self.processor.evicted)
+            m.rooms_evicted.labels("ended").set(self.processor.expired)
             m.since_commit.set(now - self.last_commit)
             m.paused_partitions.set(len(self.paused))
         except Exception:
@@ -203,7 +207,7 @@ class WorkerApp:
         finally:
             self._pumping = False
 
-    def _queue_send(self, kind: str, topic: str, key: bytes | None, value: bytes,
+    def _queue_send(self, kind: str, topic: str, key: bytes | None, value: bytes | None,
                     partition: int | None = None) -> None:
         self._sends.append(_Send(kind, topic, key, value, partition))
 
@@ -248,6 +252,10 @@ class WorkerApp:
             key = room_id.encode()
             data[key] = value
             self._queue_send("state", self.changelog_topic, key, value, partition)
+        for partition, room_id in out.table_deletes:  # an ended session past its retention
+            key = room_id.encode()
+            data.pop(key, None)
+            self._queue_send("state", self.changelog_topic, key, None, partition)  # tombstone
 
     async def _start_sends(self) -> None:
         """Hand every not-yet-started send (and failed ones, after a pause) to the producer."""
@@ -375,6 +383,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     processor = Processor(
         playbooks.for_room, load_room, settings.max_task_idle_ms,
         grace_ms=settings.align_grace_ms, metrics=metrics, max_future_ms=settings.max_future_ms,
+        max_rooms=settings.max_cached_rooms, ended_retention_s=settings.ended_room_retention_s,
     )
     worker = WorkerApp(app, settings, processor, metrics, playbooks, table,
                        changelog_topic=table.changelog_topic.get_topic_name())

@@ -34,6 +34,13 @@ class WorkerMetrics:
             "livecue_paused_partitions",
             "Input topic-partitions whose fetching is paused because their merge queue is full.",
             registry=registry)
+        self.rooms = Gauge(
+            "livecue_rooms", "Rooms whose state this worker holds decoded in memory, by session state "
+            "(live: a session runs; ended; idle: no session yet).", ["state"], registry=registry)
+        self.rooms_evicted = Gauge(
+            "livecue_rooms_evicted", "Rooms dropped from memory since start, by why: lru (beyond "
+            "LIVECUE_MAX_CACHED_ROOMS; the table keeps them) or ended (session ended longer than "
+            "LIVECUE_ENDED_ROOM_RETENTION_S ago; removed from the table too).", ["reason"], registry=registry)
         self.partition_pauses = Counter(
             "livecue_partition_pauses_total",
             "Times an input topic-partition's fetching was paused because its merge queue was full.",

@@ -73,10 +73,12 @@ class Outputs:
     stats: list[RoomStats] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
     table_writes: list[tuple[int, str, bytes]] = field(default_factory=list)  # partition, room, value
+    table_deletes: list[tuple[int, str]] = field(default_factory=list)  # partition, room (tombstone)
     acks: list[Any] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.cues or self.stats or self.deadletters or self.table_writes or self.acks)
+        return bool(self.cues or self.stats or self.deadletters or self.table_writes or self.table_deletes
+                    or self.acks)
 
 
 def encode_room_value(offsets: dict[str, int], state: RoomState) -> bytes:
@@ -95,6 +97,8 @@ class _Room:
     state: RoomState
     offsets: dict[str, int]
     dirty: bool = False
+    stored: bool = False  # the table holds a value for it
+    seen: float = 0.0  # caller's clock (seconds) when it last had an event
 
 
 class Processor:
@@ -114,6 +118,8 @@ class Processor:
         grace_ms: int = 100,
         metrics: Any = None,
         max_future_ms: int = 300_000,
+        max_rooms: int = 10_000,
+        ended_retention_s: float = 3600.0,
     ) -> None:
         self._playbook_for = playbook_for
         self._load_room = load_room
@@ -126,6 +132,14 @@ class Processor:
         self._deadletter_handles: list[Any] = []
         self._stats_due: set[str] = set()
         self._stats_sent: dict[str, float] = {}
+        self._junk: list[str] = []
+        self._now = 0.0
+        #: rooms kept decoded in memory (least recently used clean rooms are evicted past it)
+        self.max_rooms = max_rooms
+        #: wall seconds after which an ended session's room is removed from the table
+        self.ended_retention_s = ended_retention_s
+        self.evicted = 0
+        self.expired = 0
         self.metrics = metrics
 
     # -- input -------------------------------------------------------------------------------
@@ -204,11 +218,15 @@ class Processor:
                 offsets, state = decode_room_value(raw)
             else:
                 offsets, state = {}, new_state(room_id)
-            r = self._rooms[room_id] = _Room(partition, state, offsets)
+            r = self._rooms[room_id] = _Room(partition, state, offsets, stored=raw is not None)
+        else:  # most recently used last: eviction takes from the front
+            del self._rooms[room_id]
+            self._rooms[room_id] = r
         return r
 
     def release(self, now_ms: int, wall_ms: int) -> Outputs:
         """Release what the partition groups allow, run it through the core, collect outputs."""
+        self._now = now_ms / 1000.0
         out = Outputs()
         for partition, group in self._groups.items():
             if len(group):
@@ -244,7 +262,11 @@ class Processor:
                 continue
             result = step_many(room.state, [r.event for r in fresh], self._playbook_for(room_id), snapshots="none")
             room.state = result.state
-            room.dirty = True
+            room.seen = self._now
+            if result.state.max_ts or room.stored:
+                room.dirty = True
+            else:  # nothing accepted, never stored: a junk room id leaves no state behind
+                self._junk.append(room_id)
             if result.cues:
                 earliest = min(r.received for r in fresh)
                 for cue in result.cues:
@@ -286,13 +308,36 @@ class Processor:
             out.append(dataclasses.replace(st, emitted_at=wall_ms))
         return out
 
-    def flush(self) -> Outputs:
-        """Hand out the dirty rooms' table writes and the handles that may now be acked."""
+    def flush(self, now: float | None = None) -> Outputs:
+        """Hand out the dirty rooms' table writes (``None`` value: remove the room) and the
+        handles that may now be acked; then keep the room cache bounded: junk rooms (nothing
+        ever accepted) are dropped, a session ended more than ``ended_retention_s`` ago (the
+        caller's clock ``now``, seconds) is removed from the table, and the least recently used
+        clean rooms beyond ``max_rooms`` leave memory (the table keeps them)."""
         out = Outputs()
-        for room_id, room in self._rooms.items():
+        rooms = self._rooms
+        for room_id in self._junk:
+            r = rooms.get(room_id)
+            if r is not None and not r.dirty and not r.stored and not r.state.max_ts:
+                del rooms[room_id]
+        self._junk = []
+        for room_id, room in rooms.items():
             if room.dirty:
                 out.table_writes.append((room.partition, room_id, encode_room_value(room.offsets, room.state)))
                 room.dirty = False
+                room.stored = True
+        if now is not None:
+            expired = [rid for rid, r in rooms.items()
+                       if r.state.ended and not r.state.active and now - r.seen >= self.ended_retention_s]
+            for rid in expired:
+                r = rooms.pop(rid)
+                out.table_deletes.append((r.partition, rid))
+                self.expired += 1
+        while len(rooms) > self.max_rooms:
+            rid = next(iter(rooms))
+            del rooms[rid]
+            self._stats_due.discard(rid)
+            self.evicted += 1
         out.acks = self._released_handles + self._deadletter_handles
         self._released_handles = []
         self._deadletter_handles = []
@@ -332,6 +377,14 @@ class Processor:
 
     def active_rooms(self) -> int:
         return len(self._rooms)
+
+    def rooms_by_state(self) -> dict[str, int]:
+        """Rooms cached in memory by session state: live (a session runs), ended, idle."""
+        out = {"live": 0, "ended": 0, "idle": 0}
+        for r in self._rooms.values():
+            st = r.state
+            out["live" if st.active else "ended" if st.ended else "idle"] += 1
+        return out
 
     def cache_bytes(self) -> int:
         return sum(state_size(r.state) for r in self._rooms.values())

@@ -50,6 +50,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "livecue_send_failures_total": ("counter", ("kind",)),
     "livecue_paused_partitions": ("gauge", ()),
     "livecue_partition_pauses_total": ("counter", ()),
+    "livecue_rooms": ("gauge", ("state",)),
+    "livecue_rooms_evicted": ("gauge", ("reason",)),
     "livecue_build_info": ("gauge", ("version", "component", "python")),
     # gateway
     "livecue_gateway_connections": ("gauge", ("role",)),
