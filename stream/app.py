@@ -104,6 +104,7 @@ class WorkerApp:
     _groups: list[_AckGroup] = field(default_factory=list)
     _retry_at: float = 0.0
     _pumping: bool = False
+    _stats_out: list[tuple[bytes, bytes]] = field(default_factory=list)
     _fetch_state: dict[TP, tuple[int | None, int | None, int | None]] = field(default_factory=dict)
 
     # -- input (called by the consumer's fetch loop, on the event loop) -------------------------
@@ -187,6 +188,7 @@ class WorkerApp:
                     self._groups.append(_AckGroup(self._sends, flushed.acks))
                     self._sends = []
             await self._start_sends()
+            await self._send_stats()
             self._ack_done(now)
             if now - self.last_playbook_check >= PLAYBOOK_CHECK_S:
                 self.last_playbook_check = now
@@ -221,30 +223,39 @@ class WorkerApp:
             m.event_time_lag.observe(max(0.0, now_wall - cue.ts / 1000.0))
             log.info("cue", extra={"cue_id": cue.cue_id, "room_id": cue.room_id, "kind": cue.kind, "ts": cue.ts})
         for st in out.stats:
-            self._send_stats(st)
+            self._queue_stats(st)
         for dl in out.deadletters:
             self._queue_send("deadletter", TOPIC_DEADLETTER,
                              dl.key.encode() if dl.key is not None else None, orjson.dumps(dl))
 
     def _due_stats(self, now: float, wall_ms: int) -> None:
-        """Send room_stats: screen refreshes, at most once a second per room, built only when
+        """Queue room_stats: screen refreshes, at most once a second per room, built only when
         sent; not tied to acks (a crash loses at most the newest, replaced a second later)."""
         for st in self.processor.take_snapshots(now, STATS_MIN_INTERVAL_S, wall_ms):
-            self._send_stats(st)
+            self._queue_stats(st)
 
-    def _send_stats(self, st: RoomStats) -> None:
-        self._fire_and_forget(self.app.producer, TOPIC_ROOM_STATS, st.room_id.encode(), orjson.dumps(st))
+    def _queue_stats(self, st: RoomStats) -> None:
+        self._stats_out.append((st.room_id.encode(), orjson.dumps(st)))
         self.metrics.room_stats.inc()
 
-    def _fire_and_forget(self, producer: Any, topic: str, key: bytes, value: bytes) -> None:
-        async def go() -> None:
+    async def _send_stats(self) -> None:
+        out, self._stats_out = self._stats_out, []
+        producer = self.app.producer
+        for key, value in out:
             try:
-                fut = await producer.send(topic, key, value, None, None, None)
-                await fut
+                fut = await producer.send(TOPIC_ROOM_STATS, key, value, None, None, None)
             except Exception as exc:
-                self.metrics.send_failures.labels("room_stats").inc()
-                log.warning("room_stats send failed", extra={"error": repr(exc)})
-        asyncio.ensure_future(go())
+                self._stats_failed(exc)
+                continue
+            fut.add_done_callback(self._stats_sent_cb)
+
+    def _stats_sent_cb(self, fut: Any) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self._stats_failed(fut.exception())
+
+    def _stats_failed(self, exc: BaseException | None) -> None:
+        self.metrics.send_failures.labels("room_stats").inc()
+        log.warning("room_stats send failed", extra={"error": repr(exc)})
 
     def _write_table(self, out: Outputs) -> None:
         data = self.table.data
