@@ -24,11 +24,12 @@ a head while another topic-partition of the group is empty but could still deliv
 - empty and caught up (a poll made after the head arrived found nothing more to read): wait
   ``grace_ms`` from the head's arrival for records still in flight from producers, then go on.
 
-An *outlier*, a head dated more than ``outlier_ms`` past the partition's stream time (the
-largest ts released so far, itself a function of the records), goes first, at once, and does
-not move the stream time: one record dated far ahead (a wrong clock; the core then rejects it)
-must not hold back every later record of its topic-partition until the others catch up to it,
-which would make a catch-up and a paced replay decide differently.
+An *outlier*, a head dated more than ``outlier_ms`` past every other head (the heads are fixed
+by the records once none is missing), goes first, at once: one record dated far ahead (a wrong
+clock; the core then rejects it) must not hold back every later record of its topic-partition
+until the others catch up to it, which would make a catch-up and a paced replay decide
+differently. A whole partition moving on in time (a show two days after the last) is no outlier:
+its heads move together.
 
 When each topic-partition holds its records in time order (a live platform, the simulator, and
 ``livecue replay``, which produces in time order), the merge of a partition is the sort of its
@@ -89,7 +90,7 @@ class PartitionGroup:
     module docstring for the rule.
     """
 
-    __slots__ = ("topics", "max_idle_ms", "grace_ms", "outlier_ms", "stream_time", "_queues",
+    __slots__ = ("topics", "max_idle_ms", "grace_ms", "outlier_ms", "_queues",
                  "_caught_up", "forced", "outliers", "_n", "_idle_since")
 
     def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 100,
@@ -98,8 +99,6 @@ class PartitionGroup:
         self.max_idle_ms = max_idle_ms
         self.grace_ms = min(grace_ms, max_idle_ms)
         self.outlier_ms = outlier_ms
-        #: the largest ts released so far (None before the first release)
-        self.stream_time: int | None = None
         #: heads released first as outliers (dated far past the stream time)
         self.outliers = 0
         #: when the merge began waiting for a topic-partition with unread records (None: not)
@@ -152,19 +151,17 @@ class PartitionGroup:
             confirmed = now_ms  # arrivals up to this were confirmed by a poll of every empty queue
             empty = False
             unread: list[str] = []
-            limit = None if self.stream_time is None else self.stream_time + self.outlier_ms
-            outlier = None
+            far_q = None
+            far_ts = 0
             for t, q in queues.items():
                 if q:
                     k = q[0][0]
-                    if limit is not None and k[0] > limit:
-                        if outlier is None:
-                            outlier = q
-                        continue
                     if best_k is None or k < best_k:
                         second_k, best_k, best_q = best_k, k, q
                     elif second_k is None or k < second_k:
                         second_k = k
+                    if far_q is None or k[0] > far_ts:
+                        far_q, far_ts = q, k[0]
                 else:
                     empty = True
                     at = caught_up[t]
@@ -172,6 +169,12 @@ class PartitionGroup:
                         unread.append(t)
                     elif at < confirmed:
                         confirmed = at
+            assert best_q is not None and best_k is not None
+            # an outlier: a head dated far past every other head
+            outlier = far_q if far_q is not best_q and far_ts > best_k[0] + self.outlier_ms else None
+            # the best queue's run stops where its head would make another head an outlier
+            others = [q[0][0][0] for q in queues.values() if q and q is not best_q]
+            floor = max(others) - self.outlier_ms if others else None
             if unread:
                 # the broker holds records we wait for: stand still, at most max idle
                 if self._idle_since is None:
@@ -195,30 +198,23 @@ class PartitionGroup:
                     for t in unread:
                         self.forced[t] = self.forced.get(t, 0) + 1
                 continue
-            assert best_q is not None
-            # a run: take from the best queue while it stays below the runner-up
+            # a run: take from the best queue while it stays below the runner-up (a head of its
+            # own that is far ahead stops the run at once: the next round judges it)
             taken = 0
-            top = self.stream_time
             while best_q:
                 k, arrived, payload = best_q[0]
                 if second_k is not None and k > second_k:
                     break
                 if arrived > allowed:
                     break
-                if limit is not None and k[0] > limit:
-                    break  # an outlier: the next round releases it on its own
+                if taken and floor is not None and k[0] < floor:
+                    break  # judged again by the next round (another head is now an outlier)
                 best_q.popleft()
                 out.append(payload)
                 taken += 1
-                if top is None:
-                    top = k[0]
-                    break  # the first release sets the stream time: judge outliers from here
-                if k[0] > top:
-                    top = k[0]
             if not taken:
                 break
             self._n -= taken
-            self.stream_time = top
             if unread:
                 for t in unread:
                     self.forced[t] = self.forced.get(t, 0) + taken

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import collect, start_worker
+from harness import collect, fresh_broker, start_worker
 from livecue.broker import EmbeddedBroker
 from livecue.config import Settings, settings_env
 from livecue.recording import read_recording
@@ -20,6 +21,15 @@ from stream.playbook import default_playbook
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """Topics of its own: the worker merges each partition by event time (Kafka Streams' model),
+    so a replay equals the backtest when its partitions hold it in time order, not when they
+    already hold another show of the same hours (earlier tests' replays on the session broker)."""
+    with fresh_broker(tmp_path) as b:
+        yield b
 
 
 async def test_replayed_recording_through_the_worker_gives_the_backtest_cues(
@@ -39,6 +49,7 @@ async def test_replayed_recording_through_the_worker_gives_the_backtest_cues(
     # quiet topics (live traffic keeps the 100 ms default).
     settings = test_settings.replace(align_grace_ms=1500)
     worker = start_worker(settings, tmp_path / "worker.log", f"replay-{uid}")
+    metrics, dls = "", []
     try:
         env = {**os.environ, **settings_env(settings)}
         done = subprocess.run([sys.executable, "-m", "livecue.cli", "replay", str(show), "--speed", "max",
@@ -49,9 +60,15 @@ async def test_replayed_recording_through_the_worker_gives_the_backtest_cues(
         found = await collect(broker.bootstrap, "live.cues", lambda v: v.get("room_id") in rooms,
                               lambda vs: want_ids <= {v["cue_id"] for v in vs}, timeout=120, settle_s=3)
         got = {v["cue_id"]: v for v in found}
+        metrics = "\n".join(line for line in worker.metrics().splitlines()
+                             if line.startswith(("livecue_deadletters_total", "livecue_events_", "livecue_aligner",
+                                                 "livecue_rooms")))
+        dls = await collect(broker.bootstrap, "live.deadletter", lambda v: v.get("key") in rooms,
+                            lambda vs: False, timeout=3)
     finally:
         worker.stop()
-    log = worker.log_tail(60)
+    log = worker.log_tail(60) + "\n" + metrics + "\n" + "\n".join(
+        f"deadletter {d['key']} {d['topic']} {d['reason']}" for d in dls[:20])
     want = {c.cue_id: c for c in expected.cues}
     diff = [f"missing {c.room_id} {c.kind} {c.sku_id} ts={c.ts}" for i, c in want.items() if i not in got]
     diff += [f"extra {v['room_id']} {v['kind']} {v['sku_id']} ts={v['ts']}" for i, v in got.items() if i not in want]
