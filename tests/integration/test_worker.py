@@ -190,8 +190,15 @@ async def test_kill9_mid_show_loses_nothing_and_state_equals_recomputation(
         produce(broker.bootstrap, records[:half])
         # let it process part of the backlog, then kill it without warning
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and metric_value(w1.metrics(), "livecue_events_consumed_total") < half // 2:
+        while time.monotonic() < deadline:
+            progress = w1.metrics()
+            if metric_value(progress, "livecue_events_consumed_total") >= half // 2 and \
+                    metric_value(progress, "livecue_events_released_total") > 0:
+                break
             await asyncio.sleep(0.05)
+        # precondition: the kill lands mid-show, after real work (consumed and released)
+        assert metric_value(progress, "livecue_events_consumed_total") >= half // 2, w1.log_tail()
+        assert metric_value(progress, "livecue_events_released_total") > 0
         w1.kill9()
     finally:
         w1.stop()
