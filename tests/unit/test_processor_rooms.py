@@ -85,3 +85,35 @@ def test_an_ended_session_leaves_the_table_after_its_retention() -> None:
     assert proc.flush(159.0).table_deletes == []
     assert proc.flush(160.0).table_deletes == [(0, "end-a")]
     assert proc.active_rooms() == 0 and proc.expired == 1
+
+
+def test_revoke_drops_what_it_must_and_nothing_else() -> None:
+    """Revoking partition 0 forgets its queued records and its rooms; partition 1 keeps both."""
+    table: dict[str, bytes] = {}
+    proc = Processor(lambda r: PB, table.get, 10**12, 0)
+    now = int(time.time() * 1000)
+    for p, room in ((0, "rv-0"), (1, "rv-1")):
+        events = sorted(generate(p + 1, [room], "mixed", duration=20.0, rate=4.0), key=lambda e: e.ts)
+        by_topic: dict[str, list[Raw]] = {}
+        for e in events:
+            r = record_of(e)
+            lst = by_topic.setdefault(r.topic, [])
+            lst.append(Raw(len(lst), r.key_bytes, r.value))
+        for t, recs in by_topic.items():
+            proc.ingest_batch(t, p, recs, None, 0, 0.0, now)
+        for t in TOPICS:
+            proc.mark_caught_up(t, p, 0)
+    proc.release(10**13, 0)  # both rooms processed...
+    n1 = proc.pending()
+    for t in TOPICS:  # ...then more records arrive for both partitions, held back (unread)
+        proc.mark_caught_up(t, 0, None)
+        proc.mark_caught_up(t, 1, None)
+    late = [Raw(10_000, b"rv-0", orjson.dumps({"type": "like", "event_id": "x0", "room_id": "rv-0", "ts": now, "count": 1}))]
+    proc.ingest_batch("live.likes", 0, late, None, 0, 0.0, now)
+    late1 = [Raw(10_000, b"rv-1", orjson.dumps({"type": "like", "event_id": "x1", "room_id": "rv-1", "ts": now, "count": 1}))]
+    proc.ingest_batch("live.likes", 1, late1, None, 0, 0.0, now)
+    assert proc.pending() == n1 + 2 and proc.room_state("rv-0") is not None  # precondition
+    dropped = proc.revoke({0})
+    assert dropped == proc.queued("live.likes", 0) + 1 and proc.queued("live.likes", 0) == 0
+    assert proc.room_state("rv-0") is None  # its rooms go: the new owner loads them from the table
+    assert proc.room_state("rv-1") is not None and proc.queued("live.likes", 1) >= 1
