@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry
 from livecue.config import Settings
 from livecue.kafka_client import faust_credentials
 from schemas.events import INPUT_TOPICS, TOPIC_CUES, TOPIC_DEADLETTER, TOPIC_ROOM_STATS
-from schemas.outputs import RoomStats
+from schemas.outputs import DeadLetter, RoomStats
 from stream.faust_batch import LiveCueApp
 from stream.ingest import Batch
 from stream.metrics import WorkerMetrics
@@ -116,8 +116,7 @@ class WorkerApp:
         wall_ms = int(time.time() * 1000)
         dls = self.processor.ingest_batch(tp.topic, tp.partition, records, batch, wall_ms, now, wall_ms)
         for dl in dls:
-            self._queue_send("deadletter", TOPIC_DEADLETTER,
-                             dl.key.encode() if dl.key is not None else None, orjson.dumps(dl))
+            self._queue_deadletter(dl)
         if tp not in self.paused and \
                 self.processor.queued(tp.topic, tp.partition) >= self.settings.max_queued_per_partition:
             self.app.consumer.pause_partitions([tp])
@@ -189,7 +188,7 @@ class WorkerApp:
                     self._sends = []
             await self._start_sends()
             await self._send_stats()
-            self._ack_done(now)
+            self._ack_done()
             if now - self.last_playbook_check >= PLAYBOOK_CHECK_S:
                 self.last_playbook_check = now
                 self.metrics.cache_bytes.set(self.processor.cache_bytes())  # O(rooms): not per flush
@@ -213,6 +212,10 @@ class WorkerApp:
                     partition: int | None = None) -> None:
         self._sends.append(_Send(kind, topic, key, value, partition))
 
+    def _queue_deadletter(self, dl: DeadLetter) -> None:
+        self._queue_send("deadletter", TOPIC_DEADLETTER,
+                         dl.key.encode() if dl.key is not None else None, orjson.dumps(dl))
+
     def _outputs(self, out: Outputs, now: float) -> None:
         m = self.metrics
         now_wall = time.time()
@@ -225,8 +228,7 @@ class WorkerApp:
         for st in out.stats:
             self._queue_stats(st)
         for dl in out.deadletters:
-            self._queue_send("deadletter", TOPIC_DEADLETTER,
-                             dl.key.encode() if dl.key is not None else None, orjson.dumps(dl))
+            self._queue_deadletter(dl)
 
     def _due_stats(self, now: float, wall_ms: int) -> None:
         """Queue room_stats: screen refreshes, at most once a second per room, built only when
@@ -290,7 +292,7 @@ class WorkerApp:
                     failed.set_exception(exc)
                     s.future = failed
 
-    def _ack_done(self, now: float) -> None:
+    def _ack_done(self) -> None:
         """Ack the handles of every group whose sends have all been acknowledged."""
         if not self._groups:
             return
@@ -322,7 +324,7 @@ class WorkerApp:
         while self._groups and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             await self._start_sends()
-            self._ack_done(time.monotonic())
+            self._ack_done()
 
     async def stop(self) -> None:
         """Clean shutdown: flush, wait for the broker's acks, commit what they made safe."""

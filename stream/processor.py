@@ -185,14 +185,6 @@ class Processor:
                 m.consumed(topic, etype, n)
         return dls
 
-    def ingest(
-        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-        handle: Any, now_ms: int, received: float, wall_ms: int,
-    ) -> DeadLetter | None:
-        """One record (a batch of one); see :meth:`ingest_batch`."""
-        dls = self.ingest_batch(topic, partition, (_Raw(offset, key, value),), handle, now_ms, received, wall_ms)
-        return dls[0] if dls else None
-
     def mark_caught_up(self, topic: str, partition: int, at_ms: int | None) -> None:
         """A poll at ``at_ms`` found ``topic``'s ``partition`` fully read (None: it is not)."""
         self._group(partition).mark_caught_up(topic, at_ms)
@@ -392,10 +384,3 @@ class Processor:
     def room_state(self, room_id: str) -> RoomState | None:
         r = self._rooms.get(room_id)
         return r.state if r else None
-
-
-@dataclass(slots=True)
-class _Raw:
-    offset: int
-    key: bytes | None
-    value: bytes | None
