@@ -51,6 +51,8 @@ from schemas.outputs import Ack, Cue, RoomStats
 from stream.core import Playbook, new_state, step_many
 from stream.core.align import TOPIC_RANK, canonical_order
 
+from ._gc import gc_paused
+
 __all__ = [
     "Summary", "Minute", "TierSpan", "SkuRow", "Effect", "CueRow", "CompareRow", "Report",
     "build_report", "select_session", "in_canonical_order", "EFFECT_RULES", "EFFECT_WINDOW_MS", "SWITCH_AFTER_MS",
@@ -253,6 +255,15 @@ def build_report(
     dead letter; with ``core_rejections`` the events the core refused in context count too (a
     recording has no ``live.deadletter``; the worker would have sent them there). Raises ``ValueError`` when there is no session to report on.
     """
+    with gc_paused():
+        return _build(events, playbook, session_id, cues, acks, deadletters, compare_playbook,
+                      playbook_name, compare_name, core_rejections, progress)
+
+
+def _build(events: Iterable[tuple[str, int, Event]] | Sequence[Event], playbook: Playbook,
+           session_id: str | None, cues: Sequence[Cue] | None, acks: Iterable[Ack],
+           deadletters: Iterable[str], compare_playbook: Playbook | None, playbook_name: str,
+           compare_name: str | None, core_rejections: bool, progress: Progress | None) -> Report:
     items = list(events)
     ordered: list[Event]
     if items and isinstance(items[0], tuple):
@@ -295,12 +306,16 @@ def in_canonical_order(items: list[tuple[str, int, Event]]) -> list[Event]:
     rank)`` (see :mod:`stream.core.align`). Otherwise it is computed by canonical_order itself."""
     last: dict[str, int] = {}
     get = last.get
+    rank = TOPIC_RANK
+    keys: list[int] = []
+    key = keys.append
     for topic, ts, _ in items:
         if ts < get(topic, ts):
             return canonical_order(items)
         last[topic] = ts
-    rank = TOPIC_RANK
-    return [ev for _, _, ev in sorted(items, key=lambda it: (it[1], rank[it[0]]))]
+        key(ts * 8 + rank[topic])  # (ts, rank) as one int: ranks are < 8
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: ties keep their position
+    return [items[i][2] for i in order]
 
 
 def _run_core(room_id: str, events: list[Event], pb: Playbook,

@@ -30,6 +30,8 @@ from schemas.events import (
 )
 from schemas.outputs import Ack, Cue
 
+from ._gc import gc_paused
+
 __all__ = ["Inputs", "read_file", "read_records", "read_broker", "ack_of", "cue_of", "SourceError"]
 
 Progress = Callable[[str, int, int], None]
@@ -138,6 +140,11 @@ class _Collector:
 def read_file(path: Path | str, room: str | None, progress: Progress | None = None) -> Inputs:
     """One room's inputs from a recording (``livecue record`` / ``simulate --out``); lines of
     ``live.acks`` / ``live.deadletter`` in it count too. Its cues are left to the core (None)."""
+    with gc_paused():
+        return _read_file(path, room, progress)
+
+
+def _read_file(path: Path | str, room: str | None, progress: Progress | None) -> Inputs:
     col = _Collector(room)
     size = max(1, Path(path).stat().st_size)
     fast = _FAST.match
@@ -188,9 +195,10 @@ def read_records(records: Iterable[Record], room: str | None) -> Inputs:
     """One room's inputs from records in memory (tests, the reporter)."""
     col = _Collector(room)
     n = 0
-    for rec in records:
-        n += 1
-        col.add(rec.topic, rec.key, rec.value)
+    with gc_paused():
+        for rec in records:
+            n += 1
+            col.add(rec.topic, rec.key, rec.value)
     return col.inputs(n, use_cues=True)
 
 
@@ -209,44 +217,45 @@ async def read_broker(bootstrap: str, room: str, progress: Progress | None = Non
     await consumer.start()
     n = 0
     try:
-        topics = INPUT_TOPICS + (TOPIC_CUES, TOPIC_ACKS, TOPIC_DEADLETTER)
-        await consumer.topics()  # refresh metadata
-        tps = [TopicPartition(t, p) for t in topics
-               for p in sorted(consumer.partitions_for_topic(t) or ())]
-        if not any(tp.topic in INPUT_TOPICS for tp in tps):
-            raise SourceError("the broker has none of the input topics")
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        # The target per partition is the high watermark of the first fetch response that
-        # carries one (ListOffsets answers from Tansu can lag behind what a fetch returns).
-        targets: dict[Any, int] = {}
-        todo = set(tps)
-        last = time.monotonic()
-        while todo:
-            batch = await consumer.getmany(*todo, timeout_ms=300, max_records=10_000)
-            for tp in todo:
-                if tp not in targets:
-                    hw = consumer.highwater(tp)
-                    if hw is not None:
-                        targets[tp] = hw
-            for tp, msgs in batch.items():
-                end = targets.get(tp, 1 << 62)
-                for m in msgs:
-                    if m.offset >= end:
-                        continue
-                    n += 1
-                    key = None if m.key is None else m.key.decode("utf-8", "replace")
-                    col.add(tp.topic, key, m.value or b"")
-            for tp in list(todo):
-                if tp in targets and await consumer.position(tp) >= targets[tp]:
-                    todo.discard(tp)
-                    consumer.pause(tp)
-            if batch:
-                last = time.monotonic()
-                if progress is not None:
-                    progress("fetch", n, max(n, sum(targets.values())))
-            elif time.monotonic() - last > timeout_s:
-                raise SourceError("reading the topics stalled")
+        with gc_paused():
+            topics = INPUT_TOPICS + (TOPIC_CUES, TOPIC_ACKS, TOPIC_DEADLETTER)
+            await consumer.topics()  # refresh metadata
+            tps = [TopicPartition(t, p) for t in topics
+                   for p in sorted(consumer.partitions_for_topic(t) or ())]
+            if not any(tp.topic in INPUT_TOPICS for tp in tps):
+                raise SourceError("the broker has none of the input topics")
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            # The target per partition is the high watermark of the first fetch response that
+            # carries one (ListOffsets answers from Tansu can lag behind what a fetch returns).
+            targets: dict[Any, int] = {}
+            todo = set(tps)
+            last = time.monotonic()
+            while todo:
+                batch = await consumer.getmany(*todo, timeout_ms=300, max_records=10_000)
+                for tp in todo:
+                    if tp not in targets:
+                        hw = consumer.highwater(tp)
+                        if hw is not None:
+                            targets[tp] = hw
+                for tp, msgs in batch.items():
+                    end = targets.get(tp, 1 << 62)
+                    for m in msgs:
+                        if m.offset >= end:
+                            continue
+                        n += 1
+                        key = None if m.key is None else m.key.decode("utf-8", "replace")
+                        col.add(tp.topic, key, m.value or b"")
+                for tp in list(todo):
+                    if tp in targets and await consumer.position(tp) >= targets[tp]:
+                        todo.discard(tp)
+                        consumer.pause(tp)
+                if batch:
+                    last = time.monotonic()
+                    if progress is not None:
+                        progress("fetch", n, max(n, sum(targets.values())))
+                elif time.monotonic() - last > timeout_s:
+                    raise SourceError("reading the topics stalled")
     finally:
         await consumer.stop()
     return col.inputs(n, use_cues=True)
