@@ -59,7 +59,7 @@ from .backlog import Backlog
 from .metrics import GatewayMetrics
 from .origins import allowed_origins, origin_matches_host, origin_ok
 from .protocol import Action, Auth, ProtocolError, Resume, error_frame, frame, host_view, parse_client
-from .reporter import REPORT_CSP, serve_report
+from .report_access import answer as report_answer
 from .wall import wall_config
 from .ratelimit import LogThrottle, TokenBucket
 from .subscriptions import ConnectionTable, TooMany
@@ -471,13 +471,14 @@ class Gateway:
             return _response(200 if ok else 503, body, "application/json")
         if path == "/metrics" and self._metrics_server is None:
             return _response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
-        if path.startswith("/reports/"):  # post-show reviews, read-only (consumers/reporter.py)
-            status, body, ctype = await asyncio.to_thread(
-                serve_report, Path(self.settings.reports_dir), path[len("/reports/"):])
-            if status != 200:
-                return conn.respond(404, "not found\n")
-            resp = _response(200, body, ctype)
-            resp.headers["Content-Security-Policy"] = REPORT_CSP
+        if path.startswith("/reports/"):  # reviews, read-only, for the room's tokens (consumers/report_access.py)
+            status, body, ctype, extra = await asyncio.to_thread(
+                report_answer, Path(self.settings.reports_dir), path[len("/reports/"):],
+                urlsplit(request.path).query, request.headers.get("Authorization"), self._secret,
+                self._revoked, self.clock())
+            resp = _response(status, body, ctype)
+            for header, value in extra:
+                resp.headers[header] = value
             return resp
         name = _PAGES.get(path) or (path[len("/static/"):] if path.startswith("/static/") else None)
         if name is not None and name in self._static:

@@ -166,10 +166,28 @@ const LC = (() => {
     return out;
   }
 
-  // Where the gateway serves a room's latest review (consumers/reporter.py keeps plain names as
-  // they are; other ids are stored under a hash the page cannot compute, so no link for them).
+  // Links to each room's latest review (consumers/report_access.py): /reports/ wants the
+  // token, and a navigation cannot send it in a header, so the screen asks /reports/~links with
+  // the token in the Authorization header and gets links signed for minutes, only for rooms
+  // that have a review. Asked again every minute: a review appears when a show ends, and a
+  // button never keeps a link past its expiry.
+  let reviewLinks = {};
+  const reviewListeners = [];
+  function watchReviews(token) {
+    const load = () => fetch("/reports/~links", { headers: { Authorization: "Bearer " + token }, cache: "no-store" })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((j) => {
+        if (!j || typeof j.links !== "object" || j.links === null) return;
+        reviewLinks = j.links;
+        for (const f of reviewListeners) f();
+      })
+      .catch(() => {});
+    load();
+    setInterval(load, 60000);
+  }
   function reviewHref(room) {
-    return /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/.test(room) ? "/reports/" + room + "/" : null;
+    const h = Object.prototype.hasOwnProperty.call(reviewLinks, room) ? reviewLinks[room] : null;
+    return typeof h === "string" && h.startsWith("/reports/") ? h : null;
   }
 
   function el(tag, cls, text) {
@@ -234,5 +252,5 @@ const LC = (() => {
     }
   }
 
-  return { t, setLang, cueText, takeToken, el, Link, figures, reviewHref, get lang() { return lang; }, onLang: (f) => langListeners.push(f) };
+  return { t, setLang, cueText, takeToken, el, Link, figures, reviewHref, watchReviews, onReviews: (f) => reviewListeners.push(f), get lang() { return lang; }, onLang: (f) => langListeners.push(f) };
 })();

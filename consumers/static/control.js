@@ -320,14 +320,20 @@
   function selectRoom(id) {
     current = id;
     roomSelect.value = id;
-    const href = LC.reviewHref(id);
-    $("review").hidden = !href;
-    if (href) $("review").href = href;
+    showReview();
     renderStats();
     renderCues();
   }
 
+  function showReview() {
+    const href = current ? LC.reviewHref(current) : null;
+    $("review").hidden = !href;
+    if (href) $("review").href = href;
+  }
+
   const token = LC.takeToken();
+  LC.onReviews(showReview);
+  LC.watchReviews(token);
   const link = new LC.Link(token, {
     onHello(m, again) {
       canAck = !!m.can_ack;

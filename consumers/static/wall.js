@@ -120,17 +120,22 @@
     const foot = el("div", "t-foot");
     const stamp = el("span", "", "");
     foot.append(stamp);
-    const href = LC.reviewHref(r.id);
-    if (href) {
-      const a = el("a", "", t("review"));
-      a.href = href;
-      a.target = "_blank";
-      a.rel = "noopener noreferrer";
-      foot.append(a);
-    }
+    const a = el("a", "", t("review"));
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    a.hidden = true;  // until the room has a review (LC.watchReviews)
+    foot.append(a);
     tile.append(head, online, gmv, sku, cue, foot);
     r.tile = tile;
-    r.parts = { tier, ov, spark, gmv, sku, cue, stamp, review: foot.querySelector("a") };
+    r.parts = { tier, ov, spark, gmv, sku, cue, stamp, review: a };
+    showReview(r);
+  }
+
+  function showReview(r) {
+    const href = LC.reviewHref(r.id);
+    r.parts.review.hidden = !href;
+    if (href) r.parts.review.href = href;
+    else r.parts.review.removeAttribute("href");
   }
 
   function fillTile(r, att, now) {
@@ -275,6 +280,8 @@
   }
 
   const token = LC.takeToken();
+  LC.onReviews(() => { for (const r of rooms.values()) if (r.parts) showReview(r); });
+  LC.watchReviews(token);
   const link = new LC.Link(token, {
     onHello(m, again) {
       escalateAfter = (m.wall && m.wall.escalate_after_s) || {};

@@ -1,9 +1,11 @@
 """The reporter on a real broker: a show ends, its review appears in the reports directory, and
-a real gateway serves it read-only at /reports/ (with its own CSP), nothing else."""
+a real gateway serves it read-only at /reports/ (with its own CSP) to a token of the room or a
+link signed from one, nothing else."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from consumers.gateway import Gateway
 from consumers.reporter import Reporter
+from consumers.tokens import mint
 from livecue.broker import EmbeddedBroker
 from livecue.config import Settings
 from livecue.recording import record_of
@@ -22,9 +25,10 @@ from livecue.sim.show import generate
 from stream.playbook import default_playbook
 
 
-def _get(url: str) -> tuple[int, bytes, dict[str, str]]:
+def _get(url: str, token: str | None = None) -> tuple[int, bytes, dict[str, str]]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, r.read(), dict(r.headers)
     except urllib.error.HTTPError as e:
         return e.code, e.read(), dict(e.headers)
@@ -84,15 +88,31 @@ async def test_reporter_writes_review_on_session_end_and_gateway_serves_it(
 
     gw = Gateway(settings, CollectorRegistry())
     port = await gw.start()
+    now = time.time()
+    tok = mint(settings.token_secret, "controller", [f"other-{uid}", room], 600, "lead", now)
+    other = mint(settings.token_secret, "controller", [f"other-{uid}"], 600, "ctl", now)
     try:
         base = f"http://127.0.0.1:{port}"
+        # /reports/ wants a token of the room (consumers/report_access.py)
         status, body, headers = await asyncio.to_thread(_get, f"{base}/reports/{room}/")
+        assert status == 401 and body != page.read_bytes() and "Bearer" in headers["WWW-Authenticate"]
+        status, body, _ = await asyncio.to_thread(_get, f"{base}/reports/{room}/", other)
+        assert status == 403 and body != page.read_bytes()
+        status, body, headers = await asyncio.to_thread(_get, f"{base}/reports/{room}/", tok)
         assert status == 200 and body == page.read_bytes()
         assert "default-src 'none'" in headers["Content-Security-Policy"]
-        status, body, headers = await asyncio.to_thread(_get, f"{base}/reports/{room}/{session}/gmv.png")
+        status, body, headers = await asyncio.to_thread(_get, f"{base}/reports/{room}/{session}/gmv.png", tok)
         assert status == 200 and body[:8] == b"\x89PNG\r\n\x1a\n" and headers["Content-Type"] == "image/png"
         for bad in (f"/reports/{room}/../{room}/index.html", "/reports/%2e%2e/", "/reports/x.txt"):
-            status, _, _ = await asyncio.to_thread(_get, base + bad)
-            assert status == 404, bad
+            status, _, _ = await asyncio.to_thread(_get, base + bad, tok)
+            assert status in (403, 404), bad
+        # the screens' way in: links signed for the token's rooms that have a review
+        status, body, _ = await asyncio.to_thread(_get, f"{base}/reports/~links", tok)
+        links = orjson.loads(body)["links"]
+        assert status == 200 and set(links) == {room}
+        status, body, headers = await asyncio.to_thread(_get, base + links[room])
+        assert status == 200 and body == page.read_bytes() and headers["Referrer-Policy"] == "no-referrer"
+        status, _, _ = await asyncio.to_thread(_get, base + links[room].replace(room, f"other-{uid}", 1))
+        assert status == 401
     finally:
         await gw.stop()
