@@ -1,7 +1,10 @@
-"""``livecue demo``: everything on one machine — an embedded broker, a worker, the gateway and a
-simulated two-room show — and the URLs of the control-room and host screens.
+"""``livecue demo``: everything on one machine — an embedded broker, a worker, the gateway, the
+reporter and a simulated two-room show — and the URLs of the control-room, host and wall screens.
 
-The worker and the gateway run as child processes (``python -m livecue.cli worker|gateway``)
+When a show ends (every ``--duration`` seconds of show time) the reporter writes each room's
+review (复盘) into the demo's temporary directory and the screens' review buttons open it.
+
+The worker, the gateway and the reporter run as child processes (``python -m livecue.cli worker|gateway``)
 that die with this one (``PR_SET_PDEATHSIG``); Ctrl-C stops the show, then the children, then
 the broker, and leaves no process behind. Their logs go to files in a temporary directory.
 """
@@ -40,12 +43,14 @@ from livecue.sim.send import Progress, parse_speed, send_paced
 from schemas.events import TOPIC_CUES
 
 NAME = "demo"
-HELP = "run everything locally (broker, worker, gateway, a simulated two-room show) and print the screen URLs"
+HELP = "run everything locally (broker, worker, gateway, reporter, a simulated two-room show) and print the screen URLs"
 # token_secret has no flag (a flag shows in the process list): LIVECUE_TOKEN_SECRET[_FILE] or random.
 SETTINGS = ("broker", "partitions", "gateway_host", "gateway_port", "playbook",
             "linger_ms", "log_format", "log_level")
 
 TOKEN_TTL_S = 12 * 3600
+#: The demo's reporter waits this long after a session_end (late payments and acks).
+REVIEW_DELAY_S = 3.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,6 +63,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     p.add_argument("--duration", type=float, default=600.0,
                    help="seconds of one show; the demo starts the next show when one ends (default 600)")
+
+
+def _wait_log(path: Path, text: str, timeout: float, procs: list[subprocess.Popen[bytes]]) -> bool:
+    deadline = time.monotonic() + timeout
+    needle = text.encode()
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        with contextlib.suppress(OSError):
+            if needle in path.read_bytes():
+                return True
+        time.sleep(0.2)
+    return False
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -85,7 +103,7 @@ def _wait_http(url: str, timeout: float, procs: list[subprocess.Popen[bytes]]) -
 
 
 class _Children:
-    """The worker and gateway processes; stopped in reverse order, politely then firmly."""
+    """The worker, gateway and reporter processes; stopped in reverse order, politely then firmly."""
 
     def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
         self.log_dir = log_dir
@@ -165,6 +183,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "LIVECUE_GATEWAY_PORT": str(port),
             "LIVECUE_APP_ID": f"livecue-demo-{tag}",
             "LIVECUE_DATA_DIR": str(work / "data"),
+            "LIVECUE_REPORTS_DIR": str(work / "reports"),
             "LIVECUE_METRICS_PORT": "0",
             "LIVECUE_LOG_FORMAT": "text",
             "LIVECUE_LOG_LEVEL": settings.log_level,
@@ -177,16 +196,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if settings.playbook is not None:
             env["LIVECUE_PLAYBOOK"] = str(settings.playbook)
         children = _Children(work, env)
-        say("starting the worker and the gateway ...")
+        say("starting the worker, the gateway and the reporter ...")
         children.start("worker", "--no-create-topics")
         gw = children.start("gateway")
+        reporter = children.start("reporter", "--delay", str(REVIEW_DELAY_S))
         base = f"http://{host}:{port}"
         if not _wait_http(base + "/healthz", 30, [gw]):
             say(f"the gateway did not come up: {children.dead() or 'no answer on ' + base + '/healthz'}")
             return 1
+        # it reads live.room from its end: ready before the first show can end
+        if not _wait_log(work / "reporter.log", "reporter ready", 30, [reporter]):
+            say(f"the reporter did not come up: {children.dead() or 'see ' + str(work / 'reporter.log')}")
+            return 1
         rooms = [f"demo-{i}" for i in range(1, args.rooms + 1)]
         _print_urls(base, secret, rooms)
         say(f"broker {url}; logs and state in {work}")
+        say(f"reviews (复盘): {REVIEW_DELAY_S:g} s after each show ends (every {args.duration:g} s of show "
+            f"time), behind the review buttons of the control room and the wall; files in {work / 'reports'}")
         say(f"simulating {len(rooms)} rooms ({args.scenario}, {args.speed}x); Ctrl-C stops everything\n")
         asyncio.run(_show(args, settings, bootstrap, rooms, speed, children))
         return 1 if children.dead() else 0
@@ -216,6 +242,7 @@ def _print_urls(base: str, secret: str, rooms: list[str]) -> None:
     now = time.time()
     ctl = mint(secret, "controller", rooms, TOKEN_TTL_S, "demo-controller", now)
     print(f"\ncontrol room (场控, all demo rooms):\n  {base}/#token={ctl}", flush=True)
+    print(f"wall (运营, all demo rooms at a glance):\n  {base}/wall#token={ctl}", flush=True)
     for room in rooms:
         tok = mint(secret, "host", [room], TOKEN_TTL_S, f"demo-host-{room}", now)
         print(f"host screen (主播) for {room}:\n  {base}/host#token={tok}", flush=True)

@@ -1,5 +1,5 @@
-"""``livecue demo`` as a new user runs it: URLs printed, a screen gets stats and cues, and Ctrl-C
-leaves no process behind."""
+"""``livecue demo`` as a new user runs it: URLs printed, a screen gets stats and cues, each show's
+reviews are written and served to the screens' tokens, and Ctrl-C leaves no process behind."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import re
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -132,3 +134,66 @@ async def test_demo_shows_cues_on_the_screens_and_ctrl_c_leaves_nothing(tmp_path
     left = [p for p in pids if _alive(p)]
     assert not left, f"processes left behind: {left}"
     print(f"first cue on the control-room screen {first_cue_s:.1f}s after start")
+
+
+def _http(url: str, token: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - the demo's local gateway
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+async def test_demo_writes_each_rooms_review_when_a_show_ends_and_serves_it(tmp_path: Path) -> None:
+    """Short shows (60 s of show time at 6x): after the first one ends, the demo's reporter has
+    written both rooms' reviews and the gateway serves them to the control room's token (through
+    the signed links its review button uses), to nobody without one; Ctrl-C leaves nothing."""
+    env = dict(os.environ, LIVECUE_GATEWAY_PORT="0", PYTHONUNBUFFERED="1")
+    env.pop("LIVECUE_BROKER", None)
+    err = open(tmp_path / "demo.err", "wb")  # noqa: SIM115
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "livecue.cli", "demo", "--duration", "60", "--speed", "6", cwd=ROOT,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=err, stdin=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    pids: set[int] = set()
+    try:
+        m = await _read_until(proc.stdout, r"http://127\.0\.0\.1:(\d+)/#token=(\S+)", 90, seen)
+        base, ctl_token = f"http://127.0.0.1:{m.group(1)}", m.group(2)
+        await _read_until(proc.stdout, rf"{re.escape(base)}/wall#token=\S+", 10, seen)
+        pids = _descendants(proc.pid)
+        cmdlines = [Path(f"/proc/{p}/cmdline").read_bytes() for p in pids if _alive(p)]
+        assert any(b"\0reporter\0" in c for c in cmdlines), "the demo runs no reporter"
+        links: dict[str, str] = {}
+        deadline = time.monotonic() + 120  # the first show ends 10 s in; its reviews a few s later
+        while set(links) != {"demo-1", "demo-2"}:
+            assert time.monotonic() < deadline, f"no reviews: {links}, demo output {seen}"
+            await asyncio.sleep(1)
+            status, body = await asyncio.to_thread(_http, base + "/reports/~links", ctl_token)
+            assert status == 200, body
+            links = orjson.loads(body)["links"]
+        for room, href in links.items():
+            status, page = await asyncio.to_thread(_http, base + href)  # what the button opens
+            assert status == 200, (room, page[:200])
+            assert "直播复盘".encode() in page and room.encode() in page and b"<script" not in page
+            assert (await asyncio.to_thread(_http, base + href.split("?")[0]))[0] == 401
+        pids |= _descendants(proc.pid)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            rc = await asyncio.wait_for(proc.wait(), 40)
+        except TimeoutError:
+            for p in _descendants(proc.pid):
+                os.kill(p, signal.SIGKILL)
+            proc.kill()
+            raise
+        finally:
+            err.close()
+    log = (tmp_path / "demo.err").read_text(errors="replace")
+    assert rc == 0, log[-3000:]
+    assert "reviews (复盘)" in log
+    left = [p for p in pids if _alive(p)]
+    assert not left, f"processes left behind: {left}"
