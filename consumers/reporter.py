@@ -21,9 +21,12 @@ import hashlib
 import logging
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from livecue.config import Settings
 from livecue.kafka_client import client_kwargs
@@ -31,7 +34,7 @@ from schemas.decode import decode_event
 from schemas.errors import InvalidEvent
 from schemas.events import TOPIC_ROOM, SessionEnd
 
-__all__ = ["Reporter", "safe_name", "report_dir", "serve_report", "REPORT_TYPES"]
+__all__ = ["Reporter", "ReporterMetrics", "safe_name", "report_dir", "serve_report", "REPORT_TYPES"]
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +80,34 @@ def serve_report(root: Path, rel: str) -> tuple[int, bytes, str]:
         return 404, b"not found\n", "text/plain; charset=utf-8"
 
 
+class ReporterMetrics:
+    """``livecue_reporter_reviews_total{result}`` (written / failed) and
+    ``livecue_reporter_review_duration_seconds`` (reading the topics, the figures, the page and
+    its charts: from the end of the delay to the page written), on an injected registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.reviews = Counter("livecue_reporter_reviews", "Post-show reviews, by result (written, failed).",
+                               ["result"], registry=registry)
+        for result in ("written", "failed"):
+            self.reviews.labels(result)
+        self.duration = Histogram(
+            "livecue_reporter_review_duration_seconds",
+            "Time to read a session's records, build its review and write it.",
+            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600), registry=registry)
+
+
 class Reporter:
     """Consumes ``live.room``; writes a review per ``session_end`` (see the module docstring).
 
     ``written`` is called with the page's path after each review (tests, the CLI's output).
+    Metrics go to ``registry`` (a fresh one when none is given).
     """
 
     def __init__(self, settings: Settings, *, delay_s: float = 10.0, lang: str = "zh",
-                 written: Callable[[Path], None] | None = None) -> None:
+                 written: Callable[[Path], None] | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
+        self.metrics = ReporterMetrics(registry if registry is not None else CollectorRegistry())
         self.delay_s = delay_s
         self.lang = lang
         self.written = written
@@ -144,15 +166,21 @@ class Reporter:
         from livecue.report.source import read_broker
 
         await asyncio.sleep(self.delay_s)
+        t0 = time.monotonic()
         try:
             inputs = await read_broker(self.settings.broker, room_id, security=client_kwargs(self.settings))
             path = await asyncio.to_thread(self._write, inputs)
         except Exception as exc:  # a review that fails must not stop the reporter
             self.failures += 1
+            self.metrics.reviews.labels("failed").inc()
             log.warning("review failed", extra={"room_id": room_id, "error": str(exc)[:300]})
             return
+        took = time.monotonic() - t0
         self.reports += 1
-        log.info("review written", extra={"room_id": room_id, "path": str(path)})
+        self.metrics.reviews.labels("written").inc()
+        self.metrics.duration.observe(took)
+        log.info("review written", extra={"room_id": room_id, "path": str(path), "seconds": round(took, 3),
+                                          "events": len(inputs.items)})
         if self.written is not None:
             self.written(path)
 

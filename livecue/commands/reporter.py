@@ -9,18 +9,23 @@ import signal
 import sys
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from consumers.reporter import Reporter
 from livecue.config import Settings
+from livecue.metrics import build_info, serve_metrics
 
 NAME = "reporter"
 HELP = "write a room's post-show review into LIVECUE_REPORTS_DIR when its session ends"
-SETTINGS = ("broker", "reports_dir", "playbook", "playbook_dir", "log_format", "log_level")
+SETTINGS = ("broker", "reports_dir", "playbook", "playbook_dir", "metrics_host", "log_format", "log_level")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lang", choices=("zh", "en"), default="zh", help="language of the reviews (default zh)")
     p.add_argument("--delay", type=float, default=10.0, metavar="S",
                    help="seconds to wait after session_end for late payments and acks (default 10)")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve /metrics on this port of LIVECUE_METRICS_HOST (0: a free one; default: none)")
 
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -32,7 +37,12 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     def written(path: Path) -> None:
         print(f"review: {path}", flush=True)
 
-    rep = Reporter(settings, delay_s=args.delay, lang=args.lang, written=written)
+    registry = CollectorRegistry()
+    build_info(registry, "reporter")
+    if args.metrics_port is not None:
+        _, port = serve_metrics(registry, settings.metrics_host, args.metrics_port)
+        print(f"reporter metrics: http://{settings.metrics_host}:{port}/metrics", flush=True)
+    rep = Reporter(settings, delay_s=args.delay, lang=args.lang, written=written, registry=registry)
     task = asyncio.create_task(rep.run(stop))
     ready = asyncio.create_task(rep.wait_ready())
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)

@@ -48,7 +48,8 @@ async def test_reporter_writes_review_on_session_end_and_gateway_serves_it(
         written.append(p)
         got.set()
 
-    rep = Reporter(settings, delay_s=0.5, lang="zh", written=on_written)
+    registry = CollectorRegistry()
+    rep = Reporter(settings, delay_s=0.5, lang="zh", written=on_written, registry=registry)
     stop = asyncio.Event()
     task = asyncio.create_task(rep.run(stop))
     await asyncio.wait_for(rep.wait_ready(), 30)
@@ -79,6 +80,9 @@ async def test_reporter_writes_review_on_session_end_and_gateway_serves_it(
         stop.set()
         await task
     assert rep.failures == 1 and rep.reports == 1
+    assert registry.get_sample_value("livecue_reporter_reviews_total", {"result": "written"}) == 1
+    assert registry.get_sample_value("livecue_reporter_reviews_total", {"result": "failed"}) == 1
+    assert registry.get_sample_value("livecue_reporter_review_duration_seconds_count") == 1
     page = written[0]
     session = next(e for e in show if e.type == "session_start").session_id  # type: ignore[union-attr]
     assert page == settings.reports_dir / room / session / "index.html"
