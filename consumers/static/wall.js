@@ -247,7 +247,32 @@
     esc.hidden = escalations === 0;
     esc.textContent = "⚠ " + escalations + " " + t("escalated");
     document.body.dataset.escalations = String(escalations);
+    fit();
   }
+  // A few rooms (the demo's two) would sit small in a corner of the wall screen: zoom the grid
+  // (up to 2.5x) with the number of columns that lets the tiles grow most and still fit. With 50
+  // rooms on 1920 x 1080 the zoom is 1: the 10 x 5 grid of the stylesheet.
+  let fitted = "";
+  function fit() {
+    const n = rooms.size, box = $("tiles");
+    const W = window.innerWidth, H = window.innerHeight - 44;  // the grid's box: 10/8 px padding, 8 px gaps
+    if (!n || W <= 0 || H <= 0) return;
+    let k = 1, cols = 0, rows = 0;
+    for (let c = 1; c <= n; c++) {
+      const r = Math.ceil(n / c), z = Math.min(W / (c * 186 + 12), H / (r * 206 + 8), 2.5);
+      if (z > k) { k = z; cols = c; rows = r; }
+    }
+    const key = `${n} ${W} ${H}`;
+    if (key === fitted) return;
+    fitted = key;
+    box.style.zoom = k > 1 ? k.toFixed(3) : "";
+    box.style.height = k > 1 ? `calc((100vh - 44px) / ${k.toFixed(3)})` : "";
+    box.style.gridTemplateColumns = k > 1 ? `repeat(${cols}, minmax(0, 1fr))` : "";
+    // rows fill the height, up to a third taller than a 50-room tile (a tall empty cue box reads as broken)
+    box.style.gridAutoRows = k > 1 ? `${Math.min(264, Math.floor((H / k - 16 - 8 * (rows - 1)) / rows))}px` : "";
+  }
+  window.addEventListener("resize", () => { fitted = ""; soon(); });
+
   function soon() {
     if (dirty) return;
     dirty = true;
