@@ -106,6 +106,8 @@ class WorkerApp:
     _pumping: bool = False
     _stats_out: list[tuple[bytes, bytes]] = field(default_factory=list)
     _fetch_state: dict[TP, tuple[int | None, int | None, int | None]] = field(default_factory=dict)
+    _fetch_state_at: float = 0.0
+    _delivered_at: dict[TP, float] = field(default_factory=dict)
 
     # -- input (called by the consumer's fetch loop, on the event loop) -------------------------
 
@@ -113,6 +115,7 @@ class WorkerApp:
         if tp not in self.assignment:
             return  # revoked while in flight: the new owner reads it again
         now = time.monotonic()
+        self._delivered_at[tp] = now
         wall_ms = int(time.time() * 1000)
         dls = self.processor.ingest_batch(tp.topic, tp.partition, records, batch, wall_ms, now, wall_ms)
         for dl in dls:
@@ -144,6 +147,7 @@ class WorkerApp:
 
     def on_fetch_state(self, states: dict[TP, tuple[int | None, int | None, int | None]]) -> None:
         self._fetch_state = states
+        self._fetch_state_at = time.monotonic()
 
     def _update_caught_up(self) -> None:
         states = self._fetch_state
@@ -172,9 +176,14 @@ class WorkerApp:
             wall_ms = int(time.time() * 1000)
             out = self.processor.release(wall_ms, wall_ms)
             forced = self.processor.take_forced()
-            for topic, n in forced.items():
+            for (topic, partition), n in forced.items():
                 self.metrics.forced.labels(topic).inc(n)
-                log.warning("merge wait bound reached", extra={"waited_for": topic, "events": n})
+                position, hw, polled = self._fetch_state.get(TP(topic, partition), (None, None, None))
+                log.warning("merge wait bound reached", extra={
+                    "waited_for": topic, "partition": partition, "events": n, "position": position,
+                    "highwater": hw, "polled_ms_ago": None if polled is None else wall_ms - polled,
+                    "delivered_ms_ago": round((now - self._delivered_at.get(TP(topic, partition), 0.0)) * 1000),
+                    "fetch_report_ms_ago": round((now - self._fetch_state_at) * 1000)})
             if out:
                 self._outputs(out, now)
             self._due_stats(now, wall_ms)

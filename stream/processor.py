@@ -355,12 +355,13 @@ class Processor:
 
     # -- introspection -----------------------------------------------------------------------
 
-    def take_forced(self) -> dict[str, int]:
-        """Events released by the max-idle bound since the last call, by the topic waited for."""
-        out: dict[str, int] = {}
-        for g in self._groups.values():
+    def take_forced(self) -> dict[tuple[str, int], int]:
+        """Events released by the max-idle bound since the last call, by the topic-partition
+        waited for."""
+        out: dict[tuple[str, int], int] = {}
+        for p, g in self._groups.items():
             for t, n in g.forced.items():
-                out[t] = out.get(t, 0) + n
+                out[(t, p)] = n
             g.forced.clear()
         return out
 
