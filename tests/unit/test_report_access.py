@@ -16,7 +16,13 @@ from consumers.reporter import safe_name
 from consumers.tokens import mint
 
 SECRET = "s" * 40
-NOW = float(int(time.time()))  # PyJWT checks times against the real clock
+NOW = 0.0  # set per test from the real clock: PyJWT checks times against it
+
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    global NOW
+    NOW = float(int(time.time()))
 
 
 @pytest.fixture
@@ -36,11 +42,12 @@ def _tok(rooms: list[str], role: str = "controller", ttl: int = 3600, jti: str |
 
 
 def _get(root: Path, url: str, token: str | None = None, revoked: frozenset[str] = frozenset(),
-         now: float = NOW) -> tuple[int, bytes, dict[str, str]]:
+         now: float | None = None) -> tuple[int, bytes, dict[str, str]]:
     u = urlsplit(url)
     assert u.path.startswith("/reports/")
     status, body, _, extra = answer(root, u.path[len("/reports/"):], u.query,
-                                    None if token is None else f"Bearer {token}", SECRET, revoked, now)
+                                    None if token is None else f"Bearer {token}", SECRET, revoked,
+                                    NOW if now is None else now)
     return status, body, dict(extra)
 
 
