@@ -17,6 +17,7 @@ reads each topic from its beginning per review: fine for a retention of days, sl
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import re
@@ -175,6 +176,10 @@ class Reporter:
             self.metrics.reviews.labels("failed").inc()
             log.warning("review failed", extra={"room_id": room_id, "error": str(exc)[:300]})
             return
+        finally:
+            # A review ends by freezing what is alive (livecue.report._gc); this process lives on,
+            # so hand it back to the collector: whatever the review left behind stays collectable.
+            gc.unfreeze()
         took = time.monotonic() - t0
         self.reports += 1
         self.metrics.reviews.labels("written").inc()

@@ -6,8 +6,10 @@ recording spent a third of its time in it. Reference counting still frees everyt
 drops; the events, items and rows it builds hold no cycles. When the last pause ends, what is
 alive then is frozen (``gc.freeze``: left out of later passes, still freed by reference
 counting) before the collector comes back: otherwise its first pass scans every event held
-(1.5 s of 20 s for a 1.3M-event recording). Nested and concurrent uses (the reporter builds
-reviews in threads) share one count: the collector comes back when the last one ends, and
+(1.5 s of 20 s for a 1.3M-event recording). A process that lives on after a review (the
+reporter) calls ``gc.unfreeze()`` once it is done, so that nothing it keeps stays out of the
+collector's reach for good. Nested and concurrent uses (the reporter builds reviews in threads)
+share one count: the collector comes back when the last one ends, and
 only if it was on before the first.
 """
 
