@@ -1,9 +1,13 @@
-"""Shared fixtures: one real Tansu broker per test session, unique names per test.
+"""Shared fixtures: one real Tansu broker and one Apache Kafka per test session, unique names per test.
 
 Integration tests take ``broker`` (an :class:`~livecue.broker.EmbeddedBroker` with the contract's
 topics created) and ``uid`` (a short unique suffix for room ids, topic names, group ids).
 ``test_settings`` gives worker/gateway settings tuned for Tansu: its consumer groups form only
 after the rebalance timeout, so that is set low (3 s) with session/heartbeat to match.
+
+A test that must hold on every broker takes ``any_broker`` instead: it runs once on Tansu (id
+``tansu``) and once on Apache Kafka (id ``kafka``), each started once per session, and gets a
+``brokers.BrokerUnderTest`` whose ``BrokerTraits`` name everything that differs between them.
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ from aiokafka import AIOKafkaProducer
 from livecue.broker import EmbeddedBroker, create_topics
 from livecue.config import Settings, load_settings
 from livecue.kafka_cluster import KafkaCluster
+
+from brokers import TRAITS, BrokerUnderTest
 from producers import Kafka
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """The session's Tansu (the embedded default) with the contract's topics."""
     log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
     b = EmbeddedBroker(log_path=log_path).start()
     try:
@@ -34,6 +41,11 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(tansu_broker: EmbeddedBroker) -> EmbeddedBroker:
+    return tansu_broker
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +57,16 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaClus
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="session", params=["tansu", "kafka"])
+def any_broker(request: pytest.FixtureRequest) -> BrokerUnderTest:
+    """Tansu, then Apache Kafka: the session's instance of each (started on first use).
+
+    Topics are shared across the session; a worker test starts its group at the inputs' tail
+    (``harness.group_at_tail``) so it reads only its own records."""
+    b = request.getfixturevalue(f"{request.param}_broker")
+    return BrokerUnderTest(request.param, b.bootstrap, b.url, TRAITS[request.param])
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import changelog_last
 from livecue.config import Settings, load_settings
 from livecue.kafka_cluster import KafkaCluster
 
@@ -102,38 +103,3 @@ def secured_env(pki: Pki, user: str, password_file: Path, mechanism: str = "SCRA
         "LIVECUE_KAFKA_CERT_FILE": str(pki.client_cert),
         "LIVECUE_KAFKA_KEY_FILE": str(pki.client_key),
     }
-
-
-async def changelog_last(bootstrap: str, topic: str, rooms: list[str]) -> dict[str, bytes]:
-    """The last value of each of ``rooms`` in ``topic`` (a changelog), read to its end offsets."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
-    await c.start()
-    try:
-        # this client has not seen the changelog yet: ask for its metadata (as harness.collect)
-        await c._client._wait_on_metadata(topic)  # noqa: SLF001
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or set())]
-        if not tps:
-            return {}
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        ends = await c.end_offsets(tps)
-        last: dict[str, bytes] = {}
-
-        async def behind() -> bool:
-            for tp in tps:
-                if await c.position(tp) < ends[tp]:
-                    return True
-            return False
-
-        while await behind():
-            batch = await c.getmany(timeout_ms=300)
-            for msgs in batch.values():
-                for m in msgs:
-                    k = m.key.decode() if m.key else ""
-                    if k in rooms and m.value is not None:
-                        last[k] = m.value
-        return last
-    finally:
-        await c.stop()

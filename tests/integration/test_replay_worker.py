@@ -1,19 +1,22 @@
 """A recorded show replayed at --speed max through a real worker fires exactly the cues the
-offline backtest of the same file finds: same ids, same event times."""
+offline backtest of the same file finds: same ids, same event times. On Tansu and Apache Kafka.
+
+The worker merges each partition by event time (Kafka Streams' model), so a replay equals the
+backtest when the partitions it reads hold it in time order: its group starts at the inputs' tail
+(``group_at_tail``), never amid another show of the same hours (earlier tests' replays)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import collect, fresh_broker, start_worker
-from livecue.broker import EmbeddedBroker
-from livecue.config import Settings, settings_env
+from brokers import BrokerUnderTest
+from harness import EXACT_GRACE_MS, collect, group_at_tail, start_worker
+from livecue.config import settings_env
 from livecue.recording import read_recording
 from livecue.sim.backtest import run_backtest
 from stream.playbook import default_playbook
@@ -23,18 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """Topics of its own: the worker merges each partition by event time (Kafka Streams' model),
-    so a replay equals the backtest when its partitions hold it in time order, not when they
-    already hold another show of the same hours (earlier tests' replays on the session broker)."""
-    with fresh_broker(tmp_path) as b:
-        yield b
-
-
 async def test_replayed_recording_through_the_worker_gives_the_backtest_cues(
-    broker: EmbeddedBroker, test_settings: Settings, uid: str, tmp_path: Path
+    any_broker: BrokerUnderTest, uid: str, tmp_path: Path
 ) -> None:
+    broker = any_broker
     show = tmp_path / "show.jsonl"
     prefix = f"rw-{uid}-"
     rooms = {prefix + "1", prefix + "2"}
@@ -47,7 +42,8 @@ async def test_replayed_recording_through_the_worker_gives_the_backtest_cues(
     # A max-speed replay squeezes minutes of show into a second: records of one moment reach the
     # broker up to a few hundred ms apart on a loaded machine. An exact replay waits that long for
     # quiet topics (live traffic keeps the 100 ms default).
-    settings = test_settings.replace(align_grace_ms=1500)
+    settings = broker.settings(tmp_path, uid, LIVECUE_ALIGN_GRACE_MS=EXACT_GRACE_MS)
+    await group_at_tail(broker.bootstrap, settings.app_id)
     worker = start_worker(settings, tmp_path / "worker.log", f"replay-{uid}")
     metrics, dls = "", []
     try:

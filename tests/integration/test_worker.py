@@ -1,69 +1,47 @@
-"""The worker on the real broker: cues from a librdkafka-produced show, dead letters one for one,
-catch-up == paced, and kill -9 mid-show with nothing lost."""
+"""The worker on each real broker (Tansu and Apache Kafka: the ``any_broker`` fixture): cues from
+a librdkafka-produced show, dead letters one for one, catch-up == paced, and kill -9 mid-show with
+nothing lost and the state equal to a recomputation.
+
+The brokers are the session's; each test starts its worker group at the inputs' tail
+(``group_at_tail``), so a worker reads only its own test's records."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
+from brokers import BrokerUnderTest
+from harness import (
+    EXACT_GRACE_MS, WorkerProc, backtest_ids, changelog_last, collect, collect_cues, group_at_tail, metric_value,
+    produce, recompute, records_of, show_records, start_group_at, start_worker, topic_config,
+)
 from livecue.broker import EmbeddedBroker, create_topics
-from livecue.config import Settings
 from livecue.recording import Record
 from livecue.sim.show import generate
 from stream.core import dump_state
 from stream.processor import decode_room_value
 
-from harness import (
-    WorkerProc, collect, fresh_broker, metric_value, produce, recompute, records_of, start_worker,
-)
-
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker of its own for each worker test: a fresh consumer group then reads only this
-    test's show, not every earlier test's traffic on the session broker."""
-    with fresh_broker(tmp_path) as b:
-        yield b
-
-
-def _show(uid: str, rooms: int = 2, duration: float = 240.0, scenario: str = "mixed", seed: int = 7) -> tuple[list[Record], list[str]]:
-    ids = [f"w{uid}-{i}" for i in range(rooms)]
-    return records_of(generate(seed, ids, scenario, duration=duration, rate=25.0)), ids
-
-
-def _expected_ids(records: list[Record], rooms: list[str]) -> set[str]:
-    ids = set()
-    for r in rooms:
-        ids |= {c.cue_id for c in recompute(records, r).cues}
-    return ids
-
-
-async def _cues(broker: EmbeddedBroker, rooms: list[str], want: set[str], timeout: float) -> list[dict]:
-    rs = set(rooms)
-    return await collect(
-        broker.bootstrap, "live.cues", lambda v: v.get("room_id") in rs,
-        lambda got: want <= {c["cue_id"] for c in got}, timeout,
-    )
-
-
 async def test_show_from_librdkafka_producer_yields_expected_cues(
-    broker: EmbeddedBroker, test_settings: Settings, tmp_path: Path, uid: str
+    any_broker: BrokerUnderTest, tmp_path: Path, uid: str
 ) -> None:
-    records, rooms = _show(uid)
-    expected = _expected_ids(records, rooms)
+    b = any_broker
+    settings = b.settings(tmp_path, uid, LIVECUE_ALIGN_GRACE_MS=EXACT_GRACE_MS)
+    records, rooms = show_records(f"w{uid}")
+    expected = backtest_ids(records, rooms)
     assert len(expected) >= 3, "the mixed show should fire several cues"
-    w = start_worker(test_settings, tmp_path / "worker.log", "w1")
+    await group_at_tail(b.bootstrap, settings.app_id)
+    w = start_worker(settings, tmp_path / "worker.log", "w1")
     try:
-        produce(broker.bootstrap, records)
-        got = await _cues(broker, rooms, expected, timeout=90)
+        produce(b.bootstrap, records)
+        got = await collect_cues(b.bootstrap, rooms, expected, timeout=90)
         got_ids = {c["cue_id"] for c in got}
         assert got_ids == expected, _explain(records, rooms, got_ids, w)
         for c in got:
@@ -71,7 +49,7 @@ async def test_show_from_librdkafka_producer_yields_expected_cues(
         # room_stats are screen refreshes: at most one a second per room, always the newest, so
         # each room's last snapshot is the core's last snapshot of the show.
         last_ts = {r: recompute(records, r).stats[-1].ts for r in rooms}
-        stats = await collect(broker.bootstrap, "live.room_stats", lambda v: v.get("room_id") in rooms,
+        stats = await collect(b.bootstrap, "live.room_stats", lambda v: v.get("room_id") in rooms,
                               lambda got: {r: max((s["ts"] for s in got if s["room_id"] == r), default=0)
                                            for r in rooms} == last_ts, timeout=30)
         assert {s["tier"] for s in stats} <= {"hot", "warm", "cold"}
@@ -84,6 +62,7 @@ async def test_show_from_librdkafka_producer_yields_expected_cues(
         assert metric_value(text, "livecue_cues_total") >= len(expected)
     finally:
         w.stop()
+    assert w.proc.returncode == 0, w.log_tail()
 
 
 def _explain(records: list[Record], rooms: list[str], got_ids: set[str], w: WorkerProc) -> str:
@@ -108,8 +87,10 @@ BAD = [
 
 
 async def test_malformed_events_land_one_for_one_in_deadletter(
-    broker: EmbeddedBroker, test_settings: Settings, tmp_path: Path, uid: str
+    any_broker: BrokerUnderTest, tmp_path: Path, uid: str
 ) -> None:
+    b = any_broker
+    settings = b.settings(tmp_path, uid)
     room = f"dl{uid}"
     bad = [(v.replace(b"ROOM", room.encode()), reason) for v, reason in BAD]
     # an order for a SKU the session does not have: valid JSON, impossible in context
@@ -119,57 +100,63 @@ async def test_malformed_events_land_one_for_one_in_deadletter(
         "order_id": "o-x", "user_id": "u", "sku_id": "NO-SUCH-SKU", "qty": 1, "amount_cents": 100,
         "status": "created",
     })
-    w = start_worker(test_settings, tmp_path / "worker.log", "w1")
+    await group_at_tail(b.bootstrap, settings.app_id)
+    w = start_worker(settings, tmp_path / "worker.log", "w1")
     try:
-        produce(broker.bootstrap, good)
-        produce(broker.bootstrap, [("live.likes", room.encode(), v) for v, _ in bad]
+        produce(b.bootstrap, good)
+        produce(b.bootstrap, [("live.likes", room.encode(), v) for v, _ in bad]
                 + [("live.orders", room.encode(), unknown_sku)])
-        got = await collect(broker.bootstrap, "live.deadletter", lambda v: v.get("key") == room,
-                            lambda got: len(got) >= len(bad) + 1, timeout=60)
+        got = await collect(b.bootstrap, "live.deadletter", lambda v: v.get("key") == room,
+                            lambda got: len(got) >= len(bad) + 1, timeout=60, settle_s=1.0)
         assert len(got) == len(bad) + 1, w.log_tail()
         by_raw = {base64.b64decode(g["raw_b64"]): g for g in got}
+        assert len(by_raw) == len(bad) + 1  # one dead letter per bad record, none twice
         for value, reason in bad:
             dl = by_raw[value]
-            assert dl["topic"] == "live.likes" and dl["reason"].startswith(reason)
+            assert dl["topic"] == "live.likes" and dl["reason"].startswith(reason), dl
             assert isinstance(dl["partition"], int) and isinstance(dl["offset"], int)
-        assert "unknown" in by_raw[unknown_sku]["reason"].lower() or "sku" in by_raw[unknown_sku]["reason"].lower()
-        assert len(by_raw) == len(bad) + 1  # one dead letter per bad record, none twice
+        assert "sku" in by_raw[unknown_sku]["reason"].lower()
         assert metric_value(w.metrics(), "livecue_deadletters_total") >= len(bad) + 1
         assert w.proc.poll() is None  # still running
     finally:
         w.stop()
 
 
+@pytest.mark.parametrize("any_broker", ["tansu"], indirect=True)  # pacing is the worker's part, not the broker's
 async def test_all_at_once_and_paced_give_identical_cue_ids(
-    broker: EmbeddedBroker, test_settings: Settings, tmp_path: Path, uid: str
+    any_broker: BrokerUnderTest, tmp_path: Path, uid: str
 ) -> None:
-    records, rooms = _show(uid, rooms=1, duration=180.0)
-    expected = _expected_ids(records, rooms)
+    b = any_broker
+    settings = b.settings(tmp_path, uid)
+    records, rooms = show_records(f"w{uid}", rooms=1, duration=180.0)
+    expected = backtest_ids(records, rooms)
     assert expected
+    paced_s = settings.replace(app_id=settings.app_id + "-paced")
+    catchup_s = settings.replace(app_id=settings.app_id + "-catchup")
+    start = await group_at_tail(b.bootstrap, paced_s.app_id)
+    await start_group_at(b.bootstrap, catchup_s.app_id, start)
     # 1) a live worker while the show is produced paced (~20x real time)
-    live = start_worker(test_settings.replace(app_id=test_settings.app_id + "-paced"),
-                        tmp_path / "paced.log", "paced")
+    live = start_worker(paced_s, tmp_path / "paced.log", "paced")
     try:
         t0 = orjson.loads(records[0].value)["ts"]
-        start = time.monotonic()
+        t_start = time.monotonic()
 
         def pace(rec: Record) -> None:
             due = (orjson.loads(rec.value)["ts"] - t0) / 1000.0 / 20.0
-            delay = start + due - time.monotonic()
+            delay = t_start + due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
 
-        await asyncio.to_thread(produce, broker.bootstrap, records, pace)
-        paced = await _cues(broker, rooms, expected, timeout=60)
+        await asyncio.to_thread(produce, b.bootstrap, records, pace)
+        paced = await collect_cues(b.bootstrap, rooms, expected, timeout=60)
     finally:
         live.stop()
     paced_ids = {c["cue_id"] for c in paced}
     boundary = int(time.time() * 1000)
-    # 2) a fresh group catching up the whole backlog at once
-    catchup = start_worker(test_settings.replace(app_id=test_settings.app_id + "-catchup"),
-                           tmp_path / "catchup.log", "catchup")
+    # 2) a second group catching up the whole show at once
+    catchup = start_worker(catchup_s, tmp_path / "catchup.log", "catchup")
     try:
-        got = await collect(broker.bootstrap, "live.cues",
+        got = await collect(b.bootstrap, "live.cues",
                             lambda v: v.get("room_id") in rooms and v.get("emitted_at", 0) >= boundary,
                             lambda got: expected <= {c["cue_id"] for c in got}, timeout=90)
     finally:
@@ -180,14 +167,17 @@ async def test_all_at_once_and_paced_give_identical_cue_ids(
 
 
 async def test_kill9_mid_show_loses_nothing_and_state_equals_recomputation(
-    broker: EmbeddedBroker, test_settings: Settings, tmp_path: Path, uid: str
+    any_broker: BrokerUnderTest, tmp_path: Path, uid: str
 ) -> None:
-    records, rooms = _show(uid, rooms=2, duration=240.0)
-    expected = _expected_ids(records, rooms)
+    b = any_broker
+    settings = b.settings(tmp_path, uid, LIVECUE_ALIGN_GRACE_MS=EXACT_GRACE_MS)
+    records, rooms = show_records(f"w{uid}", rooms=2, duration=240.0)
+    expected = backtest_ids(records, rooms)
     half = len(records) // 2
-    w1: WorkerProc = start_worker(test_settings, tmp_path / "w1.log", "w1")
+    await group_at_tail(b.bootstrap, settings.app_id)
+    w1: WorkerProc = start_worker(settings, tmp_path / "w1.log", "w1")
     try:
-        produce(broker.bootstrap, records[:half])
+        produce(b.bootstrap, records[:half])
         # let it process part of the backlog, then kill it without warning
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -202,59 +192,32 @@ async def test_kill9_mid_show_loses_nothing_and_state_equals_recomputation(
         w1.kill9()
     finally:
         w1.stop()
-    produce(broker.bootstrap, records[half:])
+    produce(b.bootstrap, records[half:])
     t_restart = time.monotonic()
-    w2 = start_worker(test_settings, tmp_path / "w2.log", "w2")
+    w2 = start_worker(settings, tmp_path / "w2.log", "w2")
     try:
-        got = await _cues(broker, rooms, expected, timeout=120)
+        got = await collect_cues(b.bootstrap, rooms, expected, timeout=120)
         got_ids = {c["cue_id"] for c in got}
         assert expected <= got_ids, w2.log_tail()
         assert got_ids <= expected  # duplicates only ever repeat an expected id
-        print(f"restart to all cues: {time.monotonic() - t_restart:.1f}s")
+        print(f"[{b.name}] kill -9: restart to all {len(expected)} cues {time.monotonic() - t_restart:.1f}s, "
+              f"{len(got) - len(got_ids)} duplicate cue records before dedupe")
         # the restored + continued state equals a recomputation from the input
-        changelog = f"{test_settings.app_id}-room_state-changelog"
+        changelog = f"{settings.app_id}-room_state-changelog"
         want = {r: dump_state(recompute(records, r).state) for r in rooms}
         last: dict[str, bytes] = {}
         for _ in range(40):
-            last = await _changelog_last(broker, changelog, rooms)
+            last = await changelog_last(b.bootstrap, changelog, rooms)
             if all(last.get(r) is not None and dump_state(decode_room_value(last[r])[1]) == want[r] for r in rooms):
                 break
             await asyncio.sleep(0.5)
         for r in rooms:
             assert r in last, f"no state for {r} in {changelog}"
             assert dump_state(decode_room_value(last[r])[1]) == want[r]
+        # declared compacted on every broker (whether the broker compacts is BrokerTraits.compacts_changelog)
+        assert await topic_config(b.bootstrap, changelog, "cleanup.policy") == "compact"
     finally:
         w2.stop()
-
-
-async def _changelog_last(broker: EmbeddedBroker, topic: str, rooms: list[str]) -> dict[str, bytes]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    c = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
-    await c.start()
-    try:
-        parts = c.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        ends = await c.end_offsets(tps)
-        last: dict[str, bytes] = {}
-        async def behind() -> bool:
-            for tp in tps:
-                if await c.position(tp) < ends[tp]:
-                    return True
-            return False
-
-        while await behind():
-            batch = await c.getmany(timeout_ms=300)
-            for msgs in batch.values():
-                for m in msgs:
-                    k = m.key.decode() if m.key else ""
-                    if k in rooms and m.value is not None:
-                        last[k] = m.value
-        return last
-    finally:
-        await c.stop()
 
 
 def test_worker_refuses_input_topics_with_different_partition_counts(tmp_path: Path) -> None:
