@@ -319,16 +319,17 @@ class Observer:
     def lag_between(self, start: float, end: float) -> list[int]:
         return [s.lag for s in self.samples if start <= s.t <= end]
 
-    def lag_settled_after(self, at: float, normal: int, until: float) -> float | None:
-        """Seconds from ``at`` until the lag came back to at most ``normal`` for good (every later
-        sample up to ``until`` at or below it); None if it was still above at ``until``."""
+    def lag_back_after(self, at: float, normal: int, until: float) -> float | None:
+        """Seconds from ``at`` until the lag, past its peak in [at, until], is at or below
+        ``normal`` again (0 when it never rose above); None if it is not by ``until``."""
         window = [s for s in self.samples if at <= s.t <= until]
-        if not window or window[-1].lag > normal:
+        if not window:
             return None
-        above = [i for i, s in enumerate(window) if s.lag > normal]
-        if not above:
+        peak = max(range(len(window)), key=lambda i: window[i].lag)
+        if window[peak].lag <= normal:
             return 0.0
-        return window[above[-1] + 1].t - at
+        back = next((s for s in window[peak:] if s.lag <= normal), None)
+        return None if back is None else back.t - at
 
 
 @dataclass
