@@ -380,8 +380,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_commit_interval=settings.commit_interval_s,
         producer_linger=settings.linger_ms / 1000.0,
         # prefetch per input partition (Faust's default 4 MiB x 6 topics x partitions dominated a
-        # catching-up worker's memory); the merge queues bound what is decoded
-        consumer_max_fetch_size=1024 * 1024,
+        # catching-up worker's memory); the merge queues bound what is decoded, a fetched batch
+        # (~1,000 events at 256 KiB) may overshoot that bound once before fetching pauses
+        consumer_max_fetch_size=256 * 1024,
         table_standby_replicas=0,
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,

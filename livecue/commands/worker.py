@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -51,6 +52,18 @@ def _input_partitions(settings: Settings) -> int:
     return n
 
 
+def tune_gc() -> None:
+    """The worker allocates a few objects per event and holds up to a few hundred thousand
+    (merge queues, rooms' states); with CPython's default thresholds (700, 10, 10) the cyclic
+    collector scans them again and again (an in-process run of the worker's path over 300k
+    many-room events: ~1.5x the events/s with these settings). What start-up left alive
+    (modules, Faust, the playbooks) is frozen out of every pass; a young collection runs every
+    50,000 allocations. Reference counting still frees everything acyclic at once."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
@@ -62,6 +75,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(create_topics(settings.broker, settings.partitions, security=client_kwargs(settings)))
     settings = settings.replace(partitions=_input_partitions(settings))
     worker_app = create_app(settings)  # a bad playbook fails here, naming file and key
+    tune_gc()
     _server, port = serve_metrics(worker_app.metrics.registry, settings.metrics_host, settings.metrics_port)
     print(f"metrics: http://{settings.metrics_host}:{port}/metrics", flush=True)
     log.info("worker starting", extra={"broker": settings.broker_url, "app_id": settings.app_id,

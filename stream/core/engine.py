@@ -49,7 +49,8 @@ from .state import (
     O_AMOUNT, O_CREATED, O_LAST, O_QTY, O_SKU, O_STATUS, R_CANCELLED, R_CART, R_CHAT, R_ENTERED,
     R_GMV, R_INTENT, R_LEFT, R_LEN, R_LIKES, R_MISSED, R_ONLINE, R_ORDERS, R_PAID, R_STAMP,
     R_UNITS, R_UNPAID, S_CART, S_CART_QTY, S_LEN, S_ORDERS, S_STAMP, S_UNITS, ST_CANCELLED,
-    ST_CREATED, ST_PAID, Episode, RoomState, SkuState, empty_room_slot, empty_sku_slot, new_state,
+    ST_CREATED, ST_PAID, EMPTY_ROOM_SLOT, EMPTY_SKU_SLOT, Episode, RoomState, SkuState, empty_room_slot,
+    empty_sku_slot, new_state,
 )
 
 __all__ = ["StepResult", "step", "step_many", "snapshot"]
@@ -204,7 +205,7 @@ def _sku_slot(st: RoomState, sku: SkuState, b: int) -> list[int] | None:
     ring = sku.ring
     n = st.n_short
     if ring is None:
-        ring = sku.ring = [empty_sku_slot() for _ in range(n)]
+        ring = sku.ring = [EMPTY_SKU_SLOT] * n
     i = b % n
     slot = ring[i]
     if slot[S_STAMP] == b:
@@ -297,7 +298,7 @@ def _new_session(st: RoomState, ev: SessionStart, pb: Playbook) -> None:
     st.unique_bits = w.unique_bits
     st.uniq_shift = 33 - w.unique_bits.bit_length()
     st.stats_ms = pb.stats_interval_ms
-    st.ring = [empty_room_slot() for _ in range(st.n_long)]
+    st.ring = [EMPTY_ROOM_SLOT] * st.n_long
     st.uniq_stamp = [-1] * st.n_short
     st.uniq_bits = [None] * st.n_short
     st.skus, st.sku_index = [], {}

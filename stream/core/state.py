@@ -23,7 +23,7 @@ Memory per room is bounded whatever the session length:
 from __future__ import annotations
 
 import base64
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 
@@ -60,6 +60,16 @@ def empty_sku_slot() -> list[int]:
     s = [0] * S_LEN
     s[S_STAMP] = -1
     return s
+
+
+#: What a ring position holds until its first bucket: one shared, immutable (a tuple: writing
+#: to it raises) empty slot, replaced by a fresh list when a bucket lands there (``_room_slot``,
+#: ``_sku_slot`` check the stamp before writing). A room holds a list per bucket it saw, not
+#: per bucket of its window: 600 lists for a 10-minute window cost a quiet or new room ~100 KB
+#: and the cyclic GC 600 tracked objects to scan.
+#: (Typed as the list it stands for: it is only read; a write would raise TypeError.)
+EMPTY_ROOM_SLOT: Final = cast(list[int], tuple(empty_room_slot()))
+EMPTY_SKU_SLOT: Final = cast(list[int], tuple(empty_sku_slot()))
 
 
 class SkuState:
@@ -248,7 +258,7 @@ def load_state(data: bytes) -> RoomState:
     s.unique_bits, s.stats_ms = unique_bits, stats_ms
     s.uniq_shift = 33 - unique_bits.bit_length()
     if has_ring:
-        s.ring = [empty_room_slot() for _ in range(n_long)]
+        s.ring = [EMPTY_ROOM_SLOT] * n_long
         s.uniq_stamp = [-1] * n_short
         s.uniq_bits = [None] * n_short
     for slot in ring:
@@ -260,7 +270,7 @@ def load_state(data: bytes) -> RoomState:
     for d in skus:
         k = SkuState.from_list(d)
         if k.ring is not None:
-            full = [empty_sku_slot() for _ in range(n_short)]
+            full = [EMPTY_SKU_SLOT] * n_short
             for slot in k.ring:
                 full[slot[S_STAMP] % n_short] = slot
             k.ring = full
