@@ -13,6 +13,7 @@ A test that must hold on every broker takes ``any_broker`` instead: it runs once
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from livecue.broker import EmbeddedBroker, create_topics
-from livecue.config import Settings, load_settings
+from livecue.config import Settings
 from livecue.kafka_cluster import KafkaCluster
 
 from brokers import TRAITS, BrokerUnderTest
@@ -76,31 +77,33 @@ def uid() -> str:
 
 @pytest.fixture
 def test_settings(broker: EmbeddedBroker, tmp_path: Path, uid: str) -> Settings:
-    """Settings for a worker/gateway in a test: real broker, own group and data dir, fast groups."""
-    env = {
-        "LIVECUE_BROKER": broker.url,
-        "LIVECUE_APP_ID": f"livecue-test-{uid}",
-        "LIVECUE_DATA_DIR": str(tmp_path / "data"),
-        "LIVECUE_METRICS_PORT": "0",
-        "LIVECUE_GATEWAY_PORT": "0",
-        "LIVECUE_REBALANCE_TIMEOUT_S": "3",
-        "LIVECUE_SESSION_TIMEOUT_S": "6",
-        "LIVECUE_HEARTBEAT_INTERVAL_S": "0.5",
-        "LIVECUE_COMMIT_INTERVAL_S": "0.2",
-        "LIVECUE_TOKEN_SECRET": "test-secret-" + uid * 4,  # >= 32 bytes, as the setting requires
-        "LIVECUE_LOG_FORMAT": "text",
-    }
-    return load_settings(env)
+    """Settings for a worker/gateway in a test on ``broker`` (Tansu: the session's or a module's
+    own): own group and data dir, fast groups (BrokerTraits of Tansu)."""
+    return BrokerUnderTest("tansu", broker.bootstrap, broker.url, TRAITS["tansu"]).settings(tmp_path, uid)
 
 
-@pytest.fixture
-async def kafka(broker: EmbeddedBroker) -> AsyncIterator[Kafka]:
-    p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+@contextlib.asynccontextmanager
+async def _outputs(bootstrap: str) -> AsyncIterator[Kafka]:
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await p.start()
     try:
         yield Kafka(p)
     finally:
         await p.stop()
+
+
+@pytest.fixture
+async def kafka(broker: EmbeddedBroker) -> AsyncIterator[Kafka]:
+    """Produces contract-format outputs (cues, stats) to ``broker``."""
+    async with _outputs(broker.bootstrap) as k:
+        yield k
+
+
+@pytest.fixture
+async def any_kafka(any_broker: BrokerUnderTest) -> AsyncIterator[Kafka]:
+    """Produces contract-format outputs (cues, stats) to ``any_broker``."""
+    async with _outputs(any_broker.bootstrap) as k:
+        yield k
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,34 +88,36 @@ class WorkerProc(ChildProc):
         self.proc.wait(10)
 
 
-def start_worker(settings: Settings, log_path: Path, worker_id: str, timeout: float = 60.0,
-                 wait_assigned: bool = True) -> WorkerProc:
-    """Start a worker and wait until it serves /metrics and (optionally) owns partitions."""
-    env = dict(os.environ)
-    env.update(settings_env(settings))
-    env["LIVECUE_WORKER_ID"] = worker_id
-    env["PYTHONUNBUFFERED"] = "1"
+def _spawn(command: str, settings: Settings, log_path: Path, ready: str, timeout: float,
+           *args: str, **env: str) -> tuple[subprocess.Popen[bytes], re.Match[str]]:
+    """Start ``livecue COMMAND`` with ``settings`` in its environment (stderr to ``log_path``) and
+    wait for a stdout line matching ``ready``."""
+    child_env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1", **env}
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
     proc = subprocess.Popen(
-        [sys.executable, "-m", "livecue.cli", "worker"], cwd=REPO, env=env,
+        [sys.executable, "-m", "livecue.cli", command, *args], cwd=REPO, env=child_env,
         stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
     )
     log.close()
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
-    url = None
     while time.monotonic() < deadline:
         line = proc.stdout.readline().decode()
         if not line:
             break
-        m = re.search(r"metrics: (http://\S+)", line)
+        m = re.search(ready, line)
         if m:
-            url = m.group(1)
-            break
-    if url is None:
-        proc.kill()
-        raise AssertionError(f"worker did not start: {log_path.read_text(errors='replace')[-3000:]}")
-    w = WorkerProc(proc, url, log_path)
+            return proc, m
+    proc.kill()
+    raise AssertionError(f"{command} did not start: {log_path.read_text(errors='replace')[-3000:]}")
+
+
+def start_worker(settings: Settings, log_path: Path, worker_id: str, timeout: float = 60.0,
+                 wait_assigned: bool = True) -> WorkerProc:
+    """Start a worker and wait until it serves /metrics and (optionally) owns partitions."""
+    deadline = time.monotonic() + timeout
+    proc, m = _spawn("worker", settings, log_path, r"metrics: (http://\S+)", timeout, LIVECUE_WORKER_ID=worker_id)
+    w = WorkerProc(proc, m.group(1), log_path)
     if wait_assigned:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -508,23 +510,17 @@ class GatewayProc(ChildProc):
 
 def start_gateway(settings: Settings, log_path: Path, port: int = 0, timeout: float = 60.0) -> GatewayProc:
     """Start ``livecue gateway`` on ``port`` (0: a free one); returns once it serves."""
-    env = dict(os.environ)
-    env.update(settings_env(settings))
-    env["PYTHONUNBUFFERED"] = "1"
-    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "livecue.cli", "gateway", "--port", str(port)], cwd=REPO, env=env,
-        stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-    )
-    log.close()
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline().decode()
-        if not line:
-            break
-        m = re.search(r"gateway ready on (http://\S+)", line)
-        if m:
-            return GatewayProc(proc, m.group(1), log_path)
-    proc.kill()
-    raise AssertionError(f"gateway did not start: {log_path.read_text(errors='replace')[-3000:]}")
+    proc, m = _spawn("gateway", settings, log_path, r"gateway ready on (http://\S+)", timeout, "--port", str(port))
+    return GatewayProc(proc, m.group(1), log_path)
+
+
+@contextlib.asynccontextmanager
+async def paced_production(bootstrap: str, records: list[Record], pacer: Pacer) -> AsyncIterator[asyncio.Task[int]]:
+    """Produce ``records`` paced by ``pacer`` in a thread for the duration of the block (the task
+    is done when every record is delivered); on the way out the rest goes at once."""
+    task = asyncio.create_task(asyncio.to_thread(produce, bootstrap, records, pacer))
+    try:
+        yield task
+    finally:
+        pacer.hurry()
+        await asyncio.gather(task, return_exceptions=True)

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from brokers import TRAITS, BrokerUnderTest
 from harness import changelog_last
-from livecue.config import Settings, load_settings
+from livecue.config import Settings
 from livecue.kafka_cluster import KafkaCluster
 
 __all__ = ["Pki", "changelog_last", "fresh_kafka", "kafka_settings", "make_pki", "secured_env"]
@@ -40,21 +41,9 @@ def kafka_settings(cluster: KafkaCluster, tmp_path: Path, uid: str, **env: str) 
     """Worker/gateway settings on ``cluster``: own group and data dir, fast commits.
 
     Unlike the Tansu ``test_settings`` there is no rebalance-timeout workaround: the worker's
-    default (4 s) applies.
+    default (4 s) applies (``brokers.TRAITS["kafka"]``).
     """
-    base = {
-        "LIVECUE_BROKER": cluster.url,
-        "LIVECUE_APP_ID": f"livecue-kafka-{uid}",
-        "LIVECUE_DATA_DIR": str(tmp_path / "data"),
-        "LIVECUE_METRICS_PORT": "0",
-        "LIVECUE_GATEWAY_PORT": "0",
-        "LIVECUE_HEARTBEAT_INTERVAL_S": "0.5",
-        "LIVECUE_COMMIT_INTERVAL_S": "0.2",
-        "LIVECUE_TOKEN_SECRET": "kafka-test-secret-" + uid * 4,  # >= 32 bytes
-        "LIVECUE_LOG_FORMAT": "text",
-    }
-    base.update(env)
-    return load_settings(base)
+    return BrokerUnderTest("kafka", cluster.bootstrap, cluster.url, TRAITS["kafka"]).settings(tmp_path, uid, **env)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -85,17 +85,6 @@ async def b_gateway(b_settings: Settings) -> AsyncIterator[Gateway]:
     """A gateway on ``any_broker``."""
     async with Gateway(b_settings, CollectorRegistry(), limits=TEST_LIMITS) as gw:
         yield gw
-
-
-@pytest.fixture
-async def b_kafka(any_broker: BrokerUnderTest) -> AsyncIterator[Kafka]:
-    """An output producer on ``any_broker``."""
-    p = AIOKafkaProducer(bootstrap_servers=any_broker.bootstrap, linger_ms=0)
-    await p.start()
-    try:
-        yield Kafka(p)
-    finally:
-        await p.stop()
 
 
 def token(settings: Settings, role: str, *rooms: str, by: str = "tester", ttl: int = 3600,
@@ -171,8 +160,8 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict
 
 
 async def test_cue_reaches_controller_and_host_of_its_room_and_nobody_else(
-        b_gateway: Gateway, b_kafka: Kafka, b_settings: Settings, uid: str) -> None:
-    gateway, kafka, test_settings = b_gateway, b_kafka, b_settings
+        b_gateway: Gateway, any_kafka: Kafka, b_settings: Settings, uid: str) -> None:
+    gateway, kafka, test_settings = b_gateway, any_kafka, b_settings
     a, b = f"ra-{uid}", f"rb-{uid}"
     ctl_a = await screen(gateway, token(test_settings, "controller", a))
     host_a = await screen(gateway, token(test_settings, "host", a))
@@ -372,8 +361,8 @@ async def test_oversize_and_garbage_get_errors_or_close_and_gateway_keeps_servin
 
 
 async def test_ack_lands_in_live_acks_and_reaches_screens_on_every_instance(
-        b_gateway: Gateway, b_kafka: Kafka, any_broker: BrokerUnderTest, b_settings: Settings, uid: str) -> None:
-    gateway, kafka, broker, test_settings = b_gateway, b_kafka, any_broker, b_settings
+        b_gateway: Gateway, any_kafka: Kafka, any_broker: BrokerUnderTest, b_settings: Settings, uid: str) -> None:
+    gateway, kafka, broker, test_settings = b_gateway, any_kafka, any_broker, b_settings
     room = f"rk-{uid}"
     ctl = await screen(gateway, token(test_settings, "controller", room, by="场控-小王"))
     host = await screen(gateway, token(test_settings, "host", room))
