@@ -12,6 +12,7 @@ the kernel charged to the worker processes (``/proc/PID/stat``) over the same in
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -54,6 +55,10 @@ def worker_settings_env(broker_url: str, app_id: str, data_dir: Path, **extra: s
         "LIVECUE_METRICS_PORT": "0", "LIVECUE_REBALANCE_TIMEOUT_S": "2", "LIVECUE_SESSION_TIMEOUT_S": "6",
         "LIVECUE_HEARTBEAT_INTERVAL_S": "0.5", "LIVECUE_LOG_FORMAT": "json", "LIVECUE_LOG_LEVEL": "WARNING",
     }
+    # a LIVECUE_* setting in the bench's own environment tunes its workers (the broker, app id,
+    # data dir and metrics port stay the bench's)
+    fixed = ("LIVECUE_BROKER", "LIVECUE_APP_ID", "LIVECUE_DATA_DIR", "LIVECUE_METRICS_PORT")
+    base.update({k: v for k, v in os.environ.items() if k.startswith("LIVECUE_") and k not in fixed})
     base.update(extra)
     return settings_env(load_settings(base))
 

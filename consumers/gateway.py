@@ -46,6 +46,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from livecue.config import Settings
 from livecue.kafka_client import client_kwargs
@@ -68,6 +69,9 @@ from .tokens import Claims, TokenError, check_secret, fingerprint, verify
 __all__ = ["Gateway", "Limits"]
 
 log = logging.getLogger(__name__)
+#: a frame is written at once only while the screen's socket buffers less than this (websockets'
+#: own high-water mark is 32 KiB); above it frames queue for the writer, which times out a stall
+DIRECT_WRITE_LIMIT = 32 * 1024
 # websockets logs request headers at DEBUG (an Authorization header must never reach a log) and
 # every HTTP response at INFO; our own connection events carry the connection id instead.
 _ws_log = logging.getLogger(__name__ + ".ws")
@@ -125,7 +129,7 @@ class Limits:
 
 class _Client:
     __slots__ = ("id", "ws", "claims", "fp", "rooms", "queue", "writer", "closed", "live_from",
-                 "bucket", "bad", "drained", "closing", "expiry")
+                 "bucket", "bad", "drained", "closing", "expiry", "busy")
 
     def __init__(self, cid: str, ws: ServerConnection, queue_size: int) -> None:
         self.id = cid
@@ -142,6 +146,7 @@ class _Client:
         self.drained = asyncio.Event()  # set by the writer when the queue is below half
         self.closing: asyncio.Task[None] | None = None
         self.expiry: asyncio.TimerHandle | None = None
+        self.busy = False  # the writer holds a frame it has not finished sending
 
 
 class Gateway:
@@ -408,6 +413,8 @@ class Gateway:
             return
         depth = c.queue.qsize()
         self.metrics.send_queue_depth.observe(depth)
+        if depth == 0 and not c.busy and self._write_now(c, kind, data, emitted_at):
+            return
         if not critical and depth >= c.queue.maxsize // 2:
             self.metrics.stats_skipped.inc()
             return
@@ -415,6 +422,27 @@ class Gateway:
             c.queue.put_nowait((kind, data, emitted_at))
         except asyncio.QueueFull:
             self._cut_off(c, "send queue full")
+
+    def _write_now(self, c: _Client, kind: str, data: str, emitted_at: int) -> bool:
+        """The common case, written at once (websockets' own ``broadcast`` path, for one
+        connection): nothing queued or being sent for this screen and its socket's write buffer
+        below ``DIRECT_WRITE_LIMIT``. Anything else goes through the queue and the writer task,
+        which waits for a slow socket with a timeout. A fan-out to 1,000 screens then costs one
+        frame write each, not a queue hand-off, a task wake-up and a ``wait_for`` task each."""
+        ws = c.ws
+        transport = ws.transport
+        if (ws.protocol.state is not State.OPEN or ws.send_in_progress is not None or transport is None
+                or transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT):
+            return False
+        try:
+            ws.protocol.send_text(data.encode())
+            ws.send_data()
+        except Exception:  # closing under us: the connection's handler ends it
+            return True
+        self.metrics.messages_sent.labels(kind).inc()
+        if emitted_at:
+            self.metrics.delivery_latency.observe(max(0.0, self.clock() - emitted_at / 1000))
+        return True
 
     def _cut_off(self, c: _Client, why: str) -> None:
         if c.closed:
@@ -432,6 +460,7 @@ class Gateway:
         half = c.queue.maxsize // 2
         while True:
             kind, data, emitted_at = await c.queue.get()
+            c.busy = True  # until sent: a frame enqueued meanwhile must queue behind this one
             if c.queue.qsize() < half:
                 c.drained.set()
             try:
@@ -441,6 +470,8 @@ class Gateway:
                 return
             except ConnectionClosed:
                 return
+            finally:
+                c.busy = False
             self.metrics.messages_sent.labels(kind).inc()
             if emitted_at:
                 self.metrics.delivery_latency.observe(max(0.0, self.clock() - emitted_at / 1000))
