@@ -219,3 +219,59 @@ def test_drop_from_forgets_the_records_read_again() -> None:
     g.push("live.likes", 5, 0, "l0", now_ms=0)
     assert g.drop_from("live.chat", 3) == 2
     assert len(g) == 4 and g.queued("live.chat") == 3
+
+
+def test_grace_runs_from_the_records_birth_but_a_poll_after_its_arrival_is_still_needed() -> None:
+    # chat's record was produced at 0 and arrived at 80; every other topic is empty and caught up
+    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=100)
+    g.push("live.chat", 100, 0, "chat", now_ms=80, born_ms=0)
+    for t in TOPICS:
+        if t != "live.chat":
+            g.mark_caught_up(t, 50)  # polled before the record arrived: proves nothing yet
+    assert g.pop_ready(now_ms=150) == []
+    for t in TOPICS:
+        if t != "live.chat":
+            g.mark_caught_up(t, 90)  # a poll after its arrival found them caught up
+    assert g.pop_ready(now_ms=99) == []  # the grace from its birth (0) is not over
+    assert g.pop_ready(now_ms=100) == ["chat"]  # not 180: its own trip is not waited again
+    # a birth "after" the arrival (clocks apart) counts as the arrival
+    g.push("live.chat", 200, 1, "chat2", now_ms=300, born_ms=400)
+    for t in TOPICS:
+        if t != "live.chat":
+            g.mark_caught_up(t, 310)
+    assert g.pop_ready(now_ms=399) == []
+    assert g.pop_ready(now_ms=400) == ["chat2"]
+    assert g.forced == {}
+
+
+def test_a_record_timestamp_counts_as_its_birth_only_if_recent() -> None:
+    """The processor passes a record's Kafka timestamp as its birth only within MAX_TRIP_MS of
+    its arrival: a producer stamping old event times must not skip the grace."""
+    from types import SimpleNamespace
+
+    import orjson
+
+    from stream.playbook import default_playbook
+    from stream.processor import MAX_TRIP_MS, Processor
+
+    pb = default_playbook()
+    proc = Processor(lambda r: pb, lambda r: None, NEVER, grace_ms=100)
+    now = 1_800_000_000_000
+    for t in TOPICS:
+        proc.mark_caught_up(t, 0, now + 1)
+
+    def rec(offset: int, ts: int, stamp: int) -> SimpleNamespace:
+        v = {"type": "chat", "event_id": f"e{offset}", "room_id": "r", "ts": ts, "user_id": "u", "text": "hi"}
+        return SimpleNamespace(offset=offset, key=b"r", value=orjson.dumps(v), timestamp=stamp)
+
+    proc.ingest_batch("live.chat", 0, [rec(0, now - 5000, now - 90)], None, now, 0.0, now)
+    assert _released(proc, now + 9) == []
+    assert [r.offset for r in _released(proc, now + 10)] == [0]  # born 90 ms before arrival
+    proc.ingest_batch("live.chat", 0, [rec(1, now - 5000, now - MAX_TRIP_MS - 1)], None, now, 0.0, now)
+    assert _released(proc, now + 99) == []  # an old stamp: the grace runs from the arrival
+    assert [r.offset for r in _released(proc, now + 100)] == [1]
+
+
+def _released(proc: object, now_ms: int) -> list[object]:
+    group = proc._groups[0]  # type: ignore[attr-defined]
+    return group.pop_ready(now_ms)  # type: ignore[no-any-return]
