@@ -51,13 +51,6 @@ def reason_code(reason: str) -> str:
     return base.strip()[:40] or "other"
 
 
-#: a record's Kafka timestamp counts as when it was produced (the merge's grace for records in
-#: flight runs from there) only if it is at most this much before the record arrived: a producer
-#: that stamps records with old event times (a replay of the original timestamps) or a backlog
-#: read late gets the grace from arrival, as before
-MAX_TRIP_MS = 1000
-
-
 @dataclass(slots=True)
 class Record:
     """One consumed input record waiting in the aligner."""
@@ -185,10 +178,8 @@ class Processor:
                 continue
             et = event.type
             counts[et] = counts.get(et, 0) + 1
-            born = getattr(r, "timestamp", None)  # the record's Kafka timestamp
             push(topic, event.ts, offset,
-                 Record(topic, partition, offset, key, value or b"", event, handle, received), now_ms,
-                 born if type(born) is int and now_ms - MAX_TRIP_MS <= born else None)
+                 Record(topic, partition, offset, key, value or b"", event, handle, received), now_ms)
         if m and counts:
             for etype, n in counts.items():
                 m.consumed(topic, etype, n)

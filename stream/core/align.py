@@ -22,9 +22,7 @@ a head while another topic-partition of the group is empty but could still deliv
   :attr:`PartitionGroup.forced`, the one case where order can depend on timing (a fetch that
   stalls for seconds);
 - empty and caught up (a poll made after the head arrived found nothing more to read): wait
-  ``grace_ms`` for records still in flight from producers, then go on, counted from the head's
-  birth (when it was produced, if the caller knows: a record produced before it was in flight
-  from before it too) or else from its arrival.
+  ``grace_ms`` from the head's arrival for records still in flight from producers, then go on.
 
 An *outlier*, a head dated more than ``outlier_ms`` past every other head (the heads are fixed
 by the records once none is missing), goes first, at once: one record dated far ahead (a wrong
@@ -105,8 +103,8 @@ class PartitionGroup:
         self.outliers = 0
         #: when the merge began waiting for a topic-partition with unread records (None: not)
         self._idle_since: int | None = None
-        # topic -> deque of (key, arrived_ms, payload, born_ms)
-        self._queues: dict[str, deque[tuple[tuple[int, int, int], int, Any, int]]] = {
+        # topic -> deque of (key, arrived_ms, payload)
+        self._queues: dict[str, deque[tuple[tuple[int, int, int], int, Any]]] = {
             t: deque() for t in self.topics}
         self._caught_up: dict[str, int] = {t: _UNREAD for t in self.topics}
         #: records released by the max-idle bound while a topic still had unread records, by topic
@@ -120,15 +118,8 @@ class PartitionGroup:
         """Records waiting in one topic's queue (the caller pauses fetching when it is full)."""
         return len(self._queues[topic])
 
-    def push(self, topic: str, ts: int, offset: int, payload: Any, now_ms: int,
-             born_ms: int | None = None) -> None:
-        """``born_ms``: when the record was produced (its Kafka CreateTime, on the caller's
-        clock), if known and earlier than ``now_ms``: the grace for records still in flight from
-        producers runs from there, since a record produced before this one was in flight from
-        before it too; waiting from the arrival instead also waited out this record's own trip
-        (producer linger, broker, fetch). Confirmation by a poll still needs the arrival."""
-        born = now_ms if born_ms is None or born_ms > now_ms else born_ms
-        self._queues[topic].append(((ts, TOPIC_RANK.get(topic, len(TOPIC_RANK)), offset), now_ms, payload, born))
+    def push(self, topic: str, ts: int, offset: int, payload: Any, now_ms: int) -> None:
+        self._queues[topic].append(((ts, TOPIC_RANK.get(topic, len(TOPIC_RANK)), offset), now_ms, payload))
         self._n += 1
 
     def drop_from(self, topic: str, offset: int) -> int:
@@ -191,18 +182,14 @@ class PartitionGroup:
                 allowed = now_ms if now_ms - self._idle_since >= self.max_idle_ms else _FAR_PAST
             elif empty:
                 # quiet topics, confirmed by a poll after the record arrived: wait only the grace
-                # (from the record's birth) for records in flight; a poll older than the record
-                # proves nothing (then max idle)
-                allowed = max(confirmed, idle_line)
-                born_line = max(grace_line, idle_line)
+                # for records in flight (a poll older than the record proves nothing: max idle)
+                allowed = max(min(confirmed, grace_line), idle_line)
             else:
                 allowed = now_ms
-            if not empty or unread:
-                born_line = now_ms
             if not unread:
                 self._idle_since = None
             if outlier is not None:  # first, once the heads are all known (same wait rule)
-                if outlier[0][1] > allowed or outlier[0][3] > born_line:
+                if outlier[0][1] > allowed:
                     break
                 out.append(outlier.popleft()[2])
                 self._n -= 1
@@ -215,10 +202,10 @@ class PartitionGroup:
             # own that is far ahead stops the run at once: the next round judges it)
             taken = 0
             while best_q:
-                k, arrived, payload, born = best_q[0]
+                k, arrived, payload = best_q[0]
                 if second_k is not None and k > second_k:
                     break
-                if arrived > allowed or born > born_line:
+                if arrived > allowed:
                     break
                 if taken and floor is not None and k[0] < floor:
                     break  # judged again by the next round (another head is now an outlier)
@@ -236,7 +223,7 @@ class PartitionGroup:
     def drain(self) -> list[Any]:
         """Remove and return everything, merged (revocation / shutdown)."""
         merged = heapq.merge(*(list(q) for q in self._queues.values()), key=lambda r: r[0])
-        out = [r[2] for r in merged]
+        out = [p for _, _, p in merged]
         for q in self._queues.values():
             q.clear()
         self._n = 0
