@@ -29,9 +29,10 @@ __all__ = ["WorkerChild", "start_worker", "start_workers", "per_worker", "catch_
 RELEASED = "livecue_events_released_total"
 CONSUMED = "livecue_events_consumed_total"
 FORCED = "livecue_aligner_forced_total"
-#: how often the drain is polled through ``/metrics``: every scrape costs the worker a full
-#: exposition (py-spy: polling every 50 ms took ~6 % of a worker's samples, a real Prometheus
-#: scrapes every 15 s); the end time is interpolated between the last two polls
+#: how often the drain is polled through ``/metrics`` once it began: every scrape costs the
+#: worker a full exposition (py-spy: polling every 50 ms took ~12 % of a worker's busy samples,
+#: a real Prometheus scrapes every 15 s); the end time is interpolated between the last two
+#: polls, the start is the last poll (every 50 ms) that saw nothing
 POLL_S = 0.5
 
 
@@ -150,7 +151,8 @@ def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float 
         done = sum(p.value for p in ps)
         now = time.perf_counter()
         if done > 0 and t_first is None:
-            t_first, done_first = now, done
+            # the drain began after the last poll that saw nothing (polled every 50 ms until then)
+            t_first, done_first = prev if prev is not None else (now, done)
             cpu_first = sum(proc_cpu_s(w.pid) for w in workers)
         if done >= n:
             complete = True
@@ -175,7 +177,7 @@ def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float 
         if mono - last_report > 3:
             progress(f"{label}: {int(done):,}/{n:,} events ({ps[0].metric})")
             last_report = mono
-        time.sleep(POLL_S)
+        time.sleep(POLL_S if t_first is not None else 0.05)
     cpu_end = sum(proc_cpu_s(w.pid) for w in workers)
     ps = [read_progress(w) for w in workers]
     done = sum(p.value for p in ps)
