@@ -61,7 +61,10 @@ async def test_review_buttons_open_signed_links_and_two_rooms_fill_the_wall(
 
                 ctl = await ctx.new_page()
                 await ctl.goto(f"{gw.url}/#token={lead}")
-                await ctl.wait_for_function("document.querySelectorAll('#room option').length === 2")
+                # a locator, not wait_for_function: the page's CSP (script-src 'self') refuses
+                # the eval Playwright's string predicates need when they have to poll
+                await ctl.locator("#room option").nth(1).wait_for(state="attached")
+                assert await ctl.locator("#room option").count() == 2
                 await ctl.select_option("#room", reviewed)
                 await ctl.wait_for_selector("#review:not([hidden])")
                 resp = await ctl.goto(gw.url + (await ctl.get_attribute("#review", "href") or ""))

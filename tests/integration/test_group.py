@@ -18,7 +18,7 @@ from livecue.sim.show import generate
 from stream.core import dump_state
 from stream.processor import decode_room_value
 
-from harness import WorkerProc, collect, fresh_broker, metric_value, produce, recompute, records_of, start_worker
+from harness import EXACT_GRACE_MS, WorkerProc, collect, fresh_broker, metric_value, produce, recompute, records_of, start_worker
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +79,10 @@ async def test_join_leave_and_kill_in_one_group_lose_nothing_and_apply_once(
         want_ids |= {c.cue_id for c in recompute(records, r).cues}
     assert len(want_ids) >= 5
     third = len(records) // 3
+    # the show is produced in bursts and the state compared exactly (harness.EXACT_GRACE_MS): a
+    # CI run with the live 100 ms grace left a viewers sample released after a later event of
+    # another topic (its online count then not stamped in its bucket)
+    test_settings = test_settings.replace(align_grace_ms=int(EXACT_GRACE_MS))
     a = start_worker(test_settings, tmp_path / "a.log", "a")
     b = c = None
     try:
