@@ -80,7 +80,7 @@ async def soak(args: argparse.Namespace, tmp: Path, uid: str, env: dict[str, str
         obs = await Observer(bootstrap, settings.app_id, interval_s=2.0, output_topics=("live.cues",),
                              rooms=frozenset(ids)).start()
         tok = mint(settings.token_secret, "controller", ids, int(seconds) + 3600, "soak", time.time())
-        screen_task = asyncio.create_task(screen_counter(gw.ws_base, tok, screen, stop))
+        screen_task = asyncio.create_task(screen_counter(gw.ws_url, tok, screen, stop))
         await asyncio.sleep(2)
         producer = PacedProducer(bootstrap, steady_show(f"soak{uid}-", rooms, seconds, PER_ROOM,
                                                         int(time.time() * 1000))).start()

@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -35,11 +32,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import Producer
 
-from livecue.broker import free_port
-from livecue.config import Settings, load_settings, settings_env
+from livecue.config import Settings, load_settings
 from livecue.recording import Record, record_of
 from livecue.sim.show import generate
 from schemas.events import INPUT_TOPICS
+
+from harness import EXACT_GRACE_MS, GatewayProc, start_gateway  # noqa: F401 - re-exported
 
 __all__ = ["EXACT_GRACE_MS", "INPUTS", "GatewayProc", "Observer", "PacedProducer", "Sample", "rss_bytes", "screen_counter",
            "start_gateway", "steady_show", "tansu_settings"]
@@ -47,12 +45,6 @@ __all__ = ["EXACT_GRACE_MS", "INPUTS", "GatewayProc", "Observer", "PacedProducer
 REPO = Path(__file__).resolve().parents[2]
 
 INPUTS: tuple[str, ...] = tuple(INPUT_TOPICS)
-
-#: LIVECUE_ALIGN_GRACE_MS for a test that compares with the backtest while it produces on a loaded
-#: 2-core machine: one moment's records reach the broker topic by topic, up to a few hundred ms
-#: apart, and the live default (100 ms) may release an event before a quiet topic's record of the
-#: same moment arrived. Exactness needs the longer wait (as the other exactness tests use).
-EXACT_GRACE_MS = "1500"
 
 
 def tansu_settings(url: str, tmp_path: Path, uid: str, **env: str) -> Settings:
@@ -332,59 +324,14 @@ class Observer:
         return None if back is None else back.t - at
 
 
-@dataclass
-class GatewayProc:
-    """A ``livecue gateway`` child process and its websocket base URL."""
-
-    proc: subprocess.Popen[bytes]
-    ws_base: str
-    log_path: Path
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def start_gateway(settings: Settings, log_path: Path, timeout: float = 60.0) -> GatewayProc:
-    """Start a gateway on a free port and wait for its ready line."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECUE_")}
-    env.update(settings_env(settings))
-    env["LIVECUE_GATEWAY_PORT"] = str(free_port())
-    env["PYTHONUNBUFFERED"] = "1"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "livecue.cli", "gateway"], cwd=REPO, env=env,
-                                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline().decode()
-        if not line:
-            break
-        url = next((w for w in line.split() if w.startswith("http://")), None)
-        if "gateway ready" in line and url:
-            threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
-            return GatewayProc(proc, "ws://" + url.split("://", 1)[1].split("/", 1)[0], log_path)
-    proc.kill()
-    raise AssertionError(f"gateway did not start: {log_path.read_text(errors='replace')[-3000:]}")
-
-
-def _drain(stream: Any) -> None:
-    for _ in iter(stream.readline, b""):
-        pass
-
-
 async def screen_counter(ws_url: str, token: str, cue_ids: set[str], stop: asyncio.Event) -> None:
-    """A controller screen: add every cue id it receives to ``cue_ids`` until ``stop``; reconnects."""
+    """A controller screen on ``ws_url`` (a gateway's ``.../ws``): add every cue id it receives to
+    ``cue_ids`` until ``stop``; reconnects."""
     from websockets.asyncio.client import connect
 
     while not stop.is_set():
         try:
-            async with connect(ws_url + "/ws", max_size=None) as ws:
+            async with connect(ws_url, max_size=None) as ws:
                 await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
                 while not stop.is_set():
                     try:

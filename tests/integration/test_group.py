@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from livecue.broker import EmbeddedBroker
 from livecue.config import Settings
@@ -18,6 +17,7 @@ from livecue.sim.show import generate
 from stream.core import dump_state
 from stream.processor import decode_room_value
 
+from fault_tools import changelog_states
 from harness import EXACT_GRACE_MS, WorkerProc, collect, fresh_broker, metric_value, produce, recompute, records_of, start_worker
 
 pytestmark = pytest.mark.slow
@@ -27,34 +27,6 @@ pytestmark = pytest.mark.slow
 def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
     with fresh_broker(tmp_path, partitions=4) as b:
         yield b
-
-
-async def changelog_states(bootstrap: str, topic: str) -> dict[str, bytes]:
-    """Last value per key over all partitions, read to each one's fetch high watermark."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
-    await c.start()
-    try:
-        parts = await c._client._wait_on_metadata(topic)  # noqa: SLF001
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
-        assert tps, parts
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        last: dict[str, bytes] = {}
-        while True:
-            batch = await c.getmany(*tps, timeout_ms=300)
-            for msgs in batch.values():
-                for m in msgs:
-                    if m.key is not None and m.value is not None:
-                        last[m.key.decode()] = m.value
-            behind = False
-            for tp in tps:
-                hw = c.highwater(tp)
-                if hw is None or await c.position(tp) < hw:
-                    behind = True
-            if not behind:
-                return last
-    finally:
-        await c.stop()
 
 
 async def wait_progress(w: WorkerProc, at_least: float, timeout: float = 60) -> float:
@@ -108,7 +80,7 @@ async def test_join_leave_and_kill_in_one_group_lose_nothing_and_apply_once(
         states: dict[str, bytes] = {}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            last = await changelog_states(broker.bootstrap, changelog)
+            last, _held = await changelog_states(broker.bootstrap, changelog)
             states = {r: dump_state(decode_room_value(last[r])[1]) for r in rooms if r in last}
             if states == want:
                 break

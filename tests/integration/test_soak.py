@@ -60,7 +60,7 @@ async def test_a_steady_show_keeps_committing_and_cues_keep_flowing(
     try:
         gw = await asyncio.to_thread(start_gateway, settings, tmp_path / "gateway.log")
         tok = mint(settings.token_secret, "controller", rooms, 3600, "soak", time.time())
-        screen_task = asyncio.create_task(screen_counter(gw.ws_base, tok, screen, stop))
+        screen_task = asyncio.create_task(screen_counter(gw.ws_url, tok, screen, stop))
         producer = PacedProducer(broker.bootstrap, items).start()
         t0 = producer.t0
         while not producer.done.is_set():
