@@ -96,13 +96,13 @@ def main(argv: list[str] | None = None) -> int:
 
     _say("review ...")
     inputs = timed("read", lambda: read_file(path, None, progress))
-    rep = timed("figures", lambda: build_report(inputs.items, default_playbook(), acks=inputs.acks,
+    rep = timed("figures", lambda: build_report(inputs.ordered(), default_playbook(), acks=inputs.acks,
                                                  deadletters=inputs.deadletters, core_rejections=True,
                                                  progress=progress))
     if not args.no_write:
         out = args.out or tempfile.mkdtemp(prefix="bench-report-")
         timed("write", lambda: write_report(rep, out, "zh"))
-    events = len(inputs.items)
+    events = len(inputs.events)
     wall = sum(w for w, _ in stages.values())
     cpu = sum(c for _, c in stages.values())
     res = {

@@ -185,7 +185,7 @@ class Reporter:
         self.metrics.reviews.labels("written").inc()
         self.metrics.duration.observe(took)
         log.info("review written", extra={"room_id": room_id, "path": str(path), "seconds": round(took, 3),
-                                          "events": len(inputs.items)})
+                                          "events": len(inputs.events)})
         if self.written is not None:
             self.written(path)
 
@@ -196,7 +196,7 @@ class Reporter:
 
         assert isinstance(inputs, Inputs)
         pbs = PlaybookSet(self.settings.playbook, self.settings.playbook_dir)
-        rep = build_report(inputs.items, pbs.for_room(inputs.room_id), cues=inputs.cues or None,
+        rep = build_report(inputs.ordered(), pbs.for_room(inputs.room_id), cues=inputs.cues or None,
                            acks=inputs.acks, deadletters=inputs.deadletters)
         root = Path(self.settings.reports_dir)
         out = report_dir(root, rep.room_id, rep.session_id)

@@ -78,9 +78,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 print("livecue report: --room is required when reading the topics", file=sys.stderr)
                 return 2
             inputs = asyncio.run(read_broker(settings.broker, args.room, prog, security=client_kwargs(settings)))
-        prog.say(f"room {inputs.room_id}: {len(inputs.items):,} events, {len(inputs.acks)} acks")
+        prog.say(f"room {inputs.room_id}: {len(inputs.events):,} events, {len(inputs.acks)} acks")
         rep = build_report(
-            inputs.items, pb, session_id=args.session, cues=inputs.cues or None, acks=inputs.acks,
+            inputs.ordered(), pb, session_id=args.session, cues=inputs.cues or None, acks=inputs.acks,
             deadletters=inputs.deadletters, compare_playbook=pb_b,
             playbook_name=str(settings.playbook or "default"),
             compare_name=str(args.compare) if args.compare else None,

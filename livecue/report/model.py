@@ -264,7 +264,7 @@ def _build(events: Iterable[tuple[str, int, Event]] | Sequence[Event], playbook:
            session_id: str | None, cues: Sequence[Cue] | None, acks: Iterable[Ack],
            deadletters: Iterable[str], compare_playbook: Playbook | None, playbook_name: str,
            compare_name: str | None, core_rejections: bool, progress: Progress | None) -> Report:
-    items = list(events)
+    items = events if isinstance(events, list) else list(events)
     ordered: list[Event]
     if items and isinstance(items[0], tuple):
         ordered = in_canonical_order(items)  # type: ignore[arg-type]
