@@ -61,6 +61,8 @@ __all__ = [
 ]
 
 MINUTE_MS: Final = 60_000
+#: Interactions are counted per second in a list up to this second of the session (a week).
+_INTER_CAP: Final = 7 * 86_400
 #: Units sold this long before / after the stock came back (push_stock, release_orders).
 EFFECT_WINDOW_MS: Final = 120_000
 #: A restock later than this after a push_stock / release_orders cue is not its answer.
@@ -351,7 +353,7 @@ def _compare(a: list[Cue], b: list[Cue], t0: int) -> list[CompareRow]:
 class _Sku:
     __slots__ = ("sku_id", "name", "role", "price", "stock", "on_air_ms", "cart", "orders",
                  "units", "gmv", "sellouts", "held_periods", "held_ms", "held_since",
-                 "sales", "raises")
+                 "sales", "raises", "_placed")
 
     def __init__(self, sku_id: str, name: str, role: str, price: int, stock: int) -> None:
         self.sku_id, self.name, self.role, self.price, self.stock = sku_id, name, role, price, stock
@@ -361,6 +363,19 @@ class _Sku:
         self.held_since = -1
         self.sales: list[tuple[int, int]] = []  # (ts, qty) of created orders (cancels: -qty)
         self.raises: list[int] = []  # ts of stock_set that raised the stock
+        self._placed: tuple[list[int], list[int]] | None = None
+
+    def units_placed(self, a: int, b: int) -> int:
+        """Units of the orders placed in ``[a, b)`` (cancels not subtracted): prefix sums over
+        the placed sales sorted by time, built once when the figures are read."""
+        if self._placed is None:
+            placed = sorted((ts, q) for ts, q in self.sales if q > 0)
+            cum = [0]
+            for _, q in placed:
+                cum.append(cum[-1] + q)
+            self._placed = ([ts for ts, _ in placed], cum)
+        times, cum = self._placed
+        return cum[bisect.bisect_left(times, b)] - cum[bisect.bisect_left(times, a)] if b > a else 0
 
 
 class _Ord:
@@ -385,32 +400,59 @@ class _Fold:
         self.viewers: list[tuple[int, int]] = []
         self.entered = 0
         self.chats = self.likes = self.cart = 0
-        self.inter_s: Counter[int] = Counter()  # second index -> interactions
+        # interactions per second of the session: a list for seconds 0.._INTER_CAP, a Counter
+        # for anything outside (an event dated before the start or far ahead)
+        self.inter_s: list[int] = []
+        self.inter_x: Counter[int] = Counter()
         self.on_air: str | None = None
         self.on_air_since = 0
+        self.folded = 0
 
     def _sku(self, sku_id: str) -> _Sku | None:
         return self.skus.get(sku_id)
 
     def run(self, events: Sequence[Event], progress: Progress | None) -> None:
+        """Fold a whole session's events (canonical order) and close it."""
+        n = len(events)
+        chunk = 500_000
+        for i in range(0, n, chunk):
+            self.feed(events[i:i + chunk] if n > chunk else events)
+            if progress is not None:
+                progress("figures", min(n, i + chunk), n)
+        self.close()
+
+    def feed(self, events: Sequence[Event]) -> None:
+        """Fold the next events of the session (canonical order); may be called repeatedly."""
         n = len(events)
         t0 = self.t0
         inter = self.inter_s
-        for i, ev in enumerate(events):
-            if progress is not None and i % 500_000 == 0 and i:
-                progress("figures", i, n)
+        cap = len(inter)
+        chats, likes, last_ts = self.chats, self.likes, self.last_ts
+        ended = self.end >= 0
+        self.folded += n
+        for ev in events:
             t = type(ev)
             ts = ev.ts
-            ended = self.end >= 0
-            if t is Chat:
+            if t is Chat or t is Like:
                 if not ended:
-                    self.chats += 1
-                    inter[(ts - t0) // 1000] += 1
-            elif t is Like:
-                if not ended:
-                    self.likes += ev.count  # type: ignore[union-attr]
-                    inter[(ts - t0) // 1000] += ev.count  # type: ignore[union-attr]
-            elif t is Viewers:
+                    c = 1 if t is Chat else ev.count  # type: ignore[union-attr]
+                    if t is Chat:
+                        chats += 1
+                    else:
+                        likes += c
+                    sec = (ts - t0) // 1000
+                    if 0 <= sec < cap:
+                        inter[sec] += c
+                    elif 0 <= sec < _INTER_CAP:
+                        inter.extend([0] * (max(sec + 1, cap + 3600) - cap))
+                        cap = len(inter)
+                        inter[sec] += c
+                    else:
+                        self.inter_x[sec] += c
+                    if ts > last_ts:
+                        last_ts = ts
+                continue
+            if t is Viewers:
                 if not ended:
                     self.viewers.append((ts, ev.online))  # type: ignore[union-attr]
                     self.entered += ev.entered  # type: ignore[union-attr]
@@ -447,8 +489,14 @@ class _Fold:
             elif t is SessionEnd:
                 if not ended:
                     self._close(ts)
-            if not ended and ts > self.last_ts:
-                self.last_ts = ts
+            if not ended:
+                if ts > last_ts:
+                    last_ts = ts
+                ended = self.end >= 0
+        self.chats, self.likes, self.last_ts = chats, likes, last_ts
+
+    def close(self) -> None:
+        """The session's events are all folded: an unended session ends at its last event."""
         if self.end < 0:
             self._close(self.last_ts)
 
@@ -519,7 +567,9 @@ class _Fold:
     def _inter_rate(self, ts: int) -> float:
         """Interactions per minute over the minute before ``ts``."""
         s = (ts - self.t0) // 1000
-        return float(sum(self.inter_s.get(x, 0) for x in range(s - 60, s)))
+        inter, x = self.inter_s, self.inter_x
+        cap = len(inter)
+        return float(sum(inter[i] if 0 <= i < cap else x.get(i, 0) for i in range(s - 60, s)))
 
     def finish(self, room_id: str, stats: list[RoomStats], cues: list[Cue], acks: list[Ack],
                dls: Counter[str]) -> Report:
@@ -558,7 +608,9 @@ class _Fold:
         t0, t1 = self.t0, max(self.end, self.t0)
         n = max(1, -(-(t1 - t0) // MINUTE_MS))
         inter = [0] * n
-        for sec, c in self.inter_s.items():
+        for m in range(min(n, -(-len(self.inter_s) // 60))):
+            inter[m] = sum(self.inter_s[m * 60:m * 60 + 60])
+        for sec, c in self.inter_x.items():
             m = sec // 60
             if 0 <= m < n:
                 inter[m] += c
@@ -618,8 +670,8 @@ class _Fold:
                 return Effect("units_2min", None, None, None, None, "not_acted")
             back = k.raises[i]
             # units of the orders placed in each window (a later cancel does not unsell them)
-            before = sum(q for ts, q in k.sales if back - EFFECT_WINDOW_MS <= ts < back and q > 0)
-            after = sum(q for ts, q in k.sales if back <= ts < back + EFFECT_WINDOW_MS and q > 0)
+            before = k.units_placed(back - EFFECT_WINDOW_MS, back)
+            after = k.units_placed(back, back + EFFECT_WINDOW_MS)
             if back + EFFECT_WINDOW_MS > self.end:
                 return Effect("units_2min", back, before, after, None, "no_data")
             ch, verdict = _verdict(before, after)
