@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lang", choices=("zh", "en"), default="zh", help="language of the reviews (default zh)")
     p.add_argument("--delay", type=float, default=10.0, metavar="S",
                    help="seconds to wait after session_end for late payments and acks (default 10)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="do not follow shows while they run: read each one back from the topics after its end "
+                        "(slow for long shows; the default follows them and falls back to this when it must)")
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help="serve /metrics on this port of LIVECUE_METRICS_HOST (0: a free one; default: none)")
 
@@ -42,7 +45,8 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         _, port = serve_metrics(registry, settings.metrics_host, args.metrics_port)
         print(f"reporter metrics: http://{settings.metrics_host}:{port}/metrics", flush=True)
-    rep = Reporter(settings, delay_s=args.delay, lang=args.lang, written=written, registry=registry)
+    rep = Reporter(settings, delay_s=args.delay, lang=args.lang, written=written, registry=registry,
+                   follow=not args.from_scratch)
     task = asyncio.create_task(rep.run(stop))
     ready = asyncio.create_task(rep.wait_ready())
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)

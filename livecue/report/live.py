@@ -35,20 +35,34 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
-from schemas.events import INPUT_TOPICS, Event, SessionStart
+import orjson
+
+from schemas.decode import decode_event
+from schemas.errors import InvalidEvent
+from schemas.events import (
+    INPUT_TOPICS, TOPIC_ACKS, TOPIC_CUES, TOPIC_DEADLETTER, Event, SessionStart,
+)
 from schemas.outputs import Ack, Cue, RoomStats
 from stream.core import Playbook, new_state, step_many
 
 from .model import Report, _Fold
+from .source import ack_of, cue_of
 
-__all__ = ["SessionFollower", "FAR_PAST"]
+__all__ = ["SessionFollower", "LiveTracker", "Taken", "NotFollowable", "FAR_PAST"]
 
 #: The last ts of a topic that has delivered nothing yet.
 FAR_PAST: Final = -(1 << 62)
 _TOPICS: Final = len(INPUT_TOPICS)
+_RANK: Final = {t: i for i, t in enumerate(INPUT_TOPICS)}
+_OUTPUTS: Final = (TOPIC_CUES, TOPIC_ACKS, TOPIC_DEADLETTER)
+
+
+class NotFollowable(ValueError):
+    """The followed session cannot give the from-scratch review (the reason says why)."""
 
 
 class SessionFollower:
@@ -152,13 +166,13 @@ class SessionFollower:
     def finish(self, cues: Sequence[Cue] | None = None, acks: Iterable[Ack] = (),
                deadletters: Iterable[str] = (), playbook_name: str = "default") -> Report:
         """The review, as :func:`~livecue.report.model.build_report` gives it for the room's
-        records (``cues``: those of ``live.cues``, None for the core's). Raises ``ValueError``
-        when the follower is broken or superseded: build from scratch then."""
+        records (``cues``: those of ``live.cues``, None for the core's). Raises
+        :class:`NotFollowable` when the follower is broken or superseded: build from scratch."""
         if self.broken is not None:
-            raise ValueError(f"incremental review not possible: {self.broken}")
+            raise NotFollowable(self.broken)
         self._take(1 << 62)  # everything still pending
         if self.superseded:
-            raise ValueError("incremental review not possible: another session started")
+            raise NotFollowable("another session_start came")
         sid = self.session_id
         core_cues = [c for c in self._cues if c.session_id == sid]
         stats = [s for s in self._stats if s.session_id == sid]
@@ -168,3 +182,241 @@ class SessionFollower:
         rep.events = self._fold.folded
         rep.playbook_name = playbook_name
         return rep
+
+
+#: Events of a room not followed kept for when its session_start comes (see :class:`_Pre`).
+PRE_KEEP: Final = 100_000
+
+
+class _Pre:
+    """A room not followed: the largest ts consumed per topic rank, and its events on the other
+    topics since its last ``live.room`` record (one of them may be the session_start that
+    they follow: the topics are read at different speeds). A live.room record dated t drops
+    the kept events dated before t (a session_start to come is dated t or later); past
+    :data:`PRE_KEEP` the oldest go. ``cut``: per rank, the largest ts of what was dropped (a
+    session_start dated at or before it cannot be followed)."""
+
+    __slots__ = ("last", "buf", "cut", "n")
+
+    def __init__(self) -> None:
+        self.last = [FAR_PAST] * _TOPICS
+        self.buf: list[list[Event]] = [[] for _ in range(_TOPICS)]
+        self.cut = [FAR_PAST] * _TOPICS
+        self.n = 0
+
+    def keep(self, rank: int, ev: Event) -> None:
+        self.buf[rank].append(ev)
+        self.n += 1
+        if self.n > PRE_KEEP:
+            for r in range(1, _TOPICS):
+                self._drop(r, len(self.buf[r]) // 2 + 1)
+
+    def prune(self, ts: int) -> None:
+        """Drop the kept events dated before ``ts`` (each topic's oldest first)."""
+        for r in range(1, _TOPICS):
+            b = self.buf[r]
+            i = 0
+            while i < len(b) and b[i].ts < ts:
+                i += 1
+            self._drop(r, i)
+
+    def _drop(self, r: int, k: int) -> None:
+        b = self.buf[r]
+        k = min(k, len(b))
+        if k:
+            self.cut[r] = max(self.cut[r], max(e.ts for e in b[:k]))
+            del b[:k]
+            self.n -= k
+
+    def clear(self) -> None:
+        for r in range(_TOPICS):
+            self._drop(r, len(self.buf[r]))
+
+
+class _Followed:
+    __slots__ = ("follower", "cues", "acks", "deadletters", "unverified", "partitions")
+
+    def __init__(self, follower: SessionFollower, unverified: set[int]) -> None:
+        self.follower = follower
+        self.cues: list[Cue] = []
+        self.acks: list[Ack] = []
+        self.deadletters: list[str] = []
+        #: topic ranks whose records from before the reporter started are not known to be
+        #: dated before the start yet (checked at the room's first record on that topic)
+        self.unverified = unverified
+
+
+@dataclass(slots=True)
+class Taken:
+    """A followed session handed over for its review: the follower and the room's cues, acks
+    and dead letters consumed while it was followed."""
+
+    follower: SessionFollower
+    cues: list[Cue]
+    acks: list[Ack]
+    deadletters: list[str]
+
+
+class LiveTracker:
+    """Which sessions the reporter follows, fed every record it consumes (pure: the reporter
+    does the I/O). It reads every input topic and ``live.cues`` / ``live.acks`` /
+    ``live.deadletter`` from where they ended when it started (:meth:`started` per partition).
+
+    A session is followed from its ``session_start`` only when nothing the room's topics hold
+    before it can be dated at or after it (see the module docstring): what the reporter consumed
+    of the room before is all dated before the start, and on each topic, either the reporter
+    consumed a record of the room's partition dated before the start, or the partition was empty
+    when it started (each partition delivers in time order, as the worker's merge assumes).
+    :meth:`take` hands a followed session over, or says why there is none (the reporter then
+    builds from scratch).
+
+    The review's cues, acks and dead letters are those consumed while the session was followed;
+    a from-scratch build also counts a room's dead letters (and keyless ones) written before the
+    reporter started: the one place where the two can differ.
+    """
+
+    def __init__(self, playbook_for: Callable[[str], Playbook]) -> None:
+        self._playbook_for = playbook_for
+        #: (topic, partition) -> ts of the first record consumed since the start; FAR_PAST: the
+        #: partition was empty then; None: nothing consumed yet
+        self._first: dict[tuple[str, int], int | None] = {}
+        self._parts: dict[str, list[int]] = {}
+        #: room -> what the reporter consumed of it while it was not followed
+        self._pre: dict[str, _Pre] = {}
+        self._live: dict[str, _Followed] = {}
+        self._refused: dict[str, str] = {}
+        self._touched: set[str] = set()
+
+    def started(self, topic: str, partition: int, empty: bool) -> None:
+        """The reporter reads ``topic``/``partition`` from its end; ``empty``: it holds nothing."""
+        self._first[(topic, partition)] = FAR_PAST if empty else None
+        self._parts.setdefault(topic, []).append(partition)
+
+    @property
+    def followed(self) -> list[str]:
+        return sorted(self._live)
+
+    def record(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> Event | None:
+        """One consumed record. Returns the decoded input event (None for anything else)."""
+        rank = _RANK.get(topic)
+        if rank is None:
+            self._output(topic, key, value)
+            return None
+        try:
+            ev = decode_event(value or b"", key=key, topic=topic)
+        except InvalidEvent as exc:
+            room = None if not key else key.decode("utf-8", "replace")
+            for r, followed in self._live.items():
+                if room is None or room == r:
+                    followed.deadletters.append(exc.reason)
+            return None
+        ts = ev.ts
+        tp = (topic, partition)
+        if self._first.get(tp) is None:
+            self._first[tp] = ts
+        room = ev.room_id
+        pre = self._pre.get(room)
+        if pre is None:
+            pre = self._pre[room] = _Pre()
+        lv = self._live.get(room)
+        if lv is not None:
+            if rank in lv.unverified:
+                lv.unverified.discard(rank)
+                first = self._first[tp]
+                assert first is not None
+                if first != FAR_PAST and first >= lv.follower.start.ts:
+                    lv.follower.broken = f"{topic}: records from before the reporter started"
+            lv.follower.add(rank, ev)
+            self._touched.add(room)
+        elif rank == 0:
+            pre.prune(ts)
+            if type(ev) is SessionStart:
+                self._maybe_follow(ev, tp, pre)
+        else:
+            pre.keep(rank, ev)
+        if ts > pre.last[rank]:
+            pre.last[rank] = ts
+        return ev
+
+    def _maybe_follow(self, start: SessionStart, tp: tuple[str, int], pre: _Pre) -> None:
+        room, ts = start.room_id, start.ts
+        if pre.last[0] > ts:
+            self._refused[room] = "live.room: a record dated after the session_start came before it"
+            return
+        if any(x >= ts for x in pre.cut[1:]):
+            self._refused[room] = "records dated after the session_start were not kept (too many)"
+            return
+        first = self._first[tp]
+        if pre.last[0] == FAR_PAST and first != FAR_PAST and first is not None and first >= ts:
+            self._refused[room] = "live.room: records from before the reporter started"
+            return
+        unverified = {r for r in range(1, _TOPICS) if pre.last[r] == FAR_PAST}
+        self._refused.pop(room, None)
+        prior = [pre.last[0]] + pre.cut[1:]
+        follower = SessionFollower(start, self._playbook_for(room), prior)
+        for r in range(1, _TOPICS):  # what came before the start on the other topics
+            for ev in pre.buf[r]:
+                follower.add(r, ev)
+        pre.clear()
+        self._live[room] = _Followed(follower, unverified)
+        self._touched.add(room)
+
+    def _output(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        if not self._live or topic not in _OUTPUTS:
+            return
+        rkey = None if key is None else key.decode("utf-8", "replace")
+        if rkey is not None and rkey not in self._live:
+            return
+        try:
+            d = orjson.loads(value or b"")
+        except orjson.JSONDecodeError:
+            return
+        if type(d) is not dict:
+            return
+        if topic == TOPIC_CUES:
+            c = cue_of(d)
+            lv = None if c is None else self._live.get(c.room_id)
+            if c is not None and lv is not None and rkey in (None, c.room_id):
+                lv.cues.append(c)
+        elif topic == TOPIC_ACKS:
+            a = ack_of(d)
+            lv = None if a is None else self._live.get(a.room_id)
+            if a is not None and lv is not None and rkey in (None, a.room_id):
+                lv.acks.append(a)
+        else:
+            k = d.get("key") if isinstance(d.get("key"), str) else rkey
+            reason = str(d.get("reason") or "?")
+            for r, followed in self._live.items():
+                if (rkey is None or rkey == r) and (k is None or k == r):
+                    followed.deadletters.append(reason)
+
+    def advance(self) -> int:
+        """Run the core and the fold of the sessions that got records since the last call."""
+        n = 0
+        for room in self._touched:
+            lv = self._live.get(room)
+            if lv is not None:
+                n += lv.follower.advance()
+        self._touched.clear()
+        return n
+
+    def take(self, room_id: str, playbook: Playbook) -> Taken | str:
+        """Hand the room's followed session over (it is followed no more), or the reason there
+        is none to use. ``playbook``: the room's playbook now (a from-scratch build uses it)."""
+        lv = self._live.pop(room_id, None)
+        if lv is None:
+            return self._refused.pop(room_id, "session_start not seen since the reporter started")
+        f = lv.follower
+        if f.playbook != playbook:
+            return "the room's playbook changed during the show"
+        for r in sorted(lv.unverified):  # the room never had a record there: every partition
+            topic = INPUT_TOPICS[r]
+            for p in self._parts.get(topic, []):
+                first = self._first.get((topic, p))
+                if first is None or (first != FAR_PAST and first >= f.start.ts):
+                    return f"{topic}: records from before the reporter started"
+        if f.broken is not None:
+            return f.broken
+        if f.superseded:
+            return "another session_start came"
+        return Taken(f, lv.cues, lv.acks, lv.deadletters)
