@@ -19,7 +19,7 @@ from .events import EVENT_CLASSES, TOPIC_OF_TYPE, Event, LineupItem
 from .limits import COMMON_FIELDS, FIELDS, KINDS, LINEUP_FIELDS
 from .outputs import ACK_ACTIONS, Ack
 
-__all__ = ["decode_event", "decode_ack", "encode", "MAX_EVENT_BYTES", "UNCHECKED"]
+__all__ = ["decode_event", "decoder_for", "decode_ack", "encode", "MAX_EVENT_BYTES", "UNCHECKED"]
 
 #: Larger records are rejected before parsing (the biggest legal event, a full lineup, is ~60 KiB).
 MAX_EVENT_BYTES: Final = 256 * 1024
@@ -248,6 +248,34 @@ def decode_event(
         if skey != event.room_id:
             raise InvalidEvent("key: Kafka key disagrees with room_id", "key")
     return event
+
+
+def decoder_for(topic: str) -> Callable[[Any, Any], Event]:
+    """``decode_event(raw, key, topic)`` for one input topic, cheaper per record: the worker's
+    path (py-spy: decode_event's generic dispatch and key decoding were 5 % of a many-room
+    worker). A record with ``bytes`` value and key, valid JSON of one of the topic's types
+    passing the inlined checks, and a key equal to ``room_id`` takes the short way; anything else
+    goes through :func:`decode_event` itself, which names what is wrong. Same result, same
+    errors (a property test holds them equal)."""
+    fasts = {t: _FAST[t] for t, tp in TOPIC_OF_TYPE.items() if tp == topic and _FAST[t] is not None}
+    loads, bad_json, max_bytes = orjson.loads, orjson.JSONDecodeError, MAX_EVENT_BYTES
+
+    def decode(raw: Any, key: Any) -> Event:
+        if type(raw) is bytes and type(key) is bytes and len(raw) <= max_bytes:
+            try:
+                obj = loads(raw)
+            except bad_json:
+                obj = None
+            etype = obj.get("type") if type(obj) is dict else None
+            if type(etype) is str:
+                fast = fasts.get(etype)
+                if fast is not None:
+                    event = fast(obj)
+                    if event is not None and key == event.room_id.encode():
+                        return event
+        return decode_event(raw, key, topic)
+
+    return decode
 
 
 _ACK_CHECKS: Final = (

@@ -38,6 +38,13 @@ records by that key, so each room sees its own events sorted by ``(ts, rank, pos
 backtest. No per-room frontier is kept: an event the core later rejects (far in the future, say)
 moves nothing but its own place in the merge.
 
+While every queue holds a record, a whole stretch is merged at once (:meth:`PartitionGroup._bulk`):
+a head-by-head merge of queues whose records are in key order is their sort, until the first of
+them runs out. Each queue remembers where its own order breaks (a record dated before the one
+before it), so the stretch stops there and the record-by-record rounds judge what follows. The
+result is the same record for record (a property test holds the two equal); py-spy had the
+record-by-record rounds at 6 % of a many-room worker.
+
 Times are *processing* time passed in by the caller as ``now_ms``: this module never reads a
 clock. Keys are plain tuples and the queues plain deques: this is the worker's per-record path.
 """
@@ -45,6 +52,7 @@ clock. Keys are plain tuples and the queues plain deques: this is the worker's p
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Final
@@ -56,6 +64,18 @@ __all__ = ["TOPIC_RANK", "order_key", "canonical_order", "PartitionGroup"]
 TOPIC_RANK: Final[dict[str, int]] = {t: i for i, t in enumerate(INPUT_TOPICS)}
 _UNREAD: Final = -1  # caught_up marker: the topic-partition has unread records (or is unknown)
 _FAR_PAST: Final = -(2**62)
+
+
+def _entry_key(entry: tuple[tuple[int, int, int], int, Any]) -> tuple[int, int, int]:
+    return entry[0]
+
+
+def _entry_arrived(entry: tuple[tuple[int, int, int], int, Any]) -> int:
+    return entry[1]
+
+
+def _entry_offset(entry: tuple[tuple[int, int, int], int, Any]) -> int:
+    return entry[0][2]
 
 
 def order_key(ts: int, topic: str, seq: int) -> tuple[int, int, int]:
@@ -87,14 +107,16 @@ class PartitionGroup:
     of a topic must be pushed in offset order); ``mark_caught_up(topic, at_ms)`` says a poll at
     ``at_ms`` found the topic-partition fully read (``None``: it has unread records);
     ``pop_ready(now_ms)`` returns the payloads that may be released, in merge order. See the
-    module docstring for the rule.
+    module docstring for the rule. ``bulk=False`` merges record by record only (the reference
+    the bulk merge is tested against).
     """
 
     __slots__ = ("topics", "max_idle_ms", "grace_ms", "outlier_ms", "_queues",
-                 "_caught_up", "forced", "outliers", "_n", "_idle_since")
+                 "_caught_up", "forced", "outliers", "_n", "_idle_since", "_breaks", "_last_push",
+                 "_arrivals_ordered", "_bulk_on")
 
     def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 100,
-                 outlier_ms: int = 3_600_000) -> None:
+                 outlier_ms: int = 3_600_000, bulk: bool = True) -> None:
         self.topics = tuple(topics)
         self.max_idle_ms = max_idle_ms
         self.grace_ms = min(grace_ms, max_idle_ms)
@@ -107,6 +129,11 @@ class PartitionGroup:
         self._queues: dict[str, deque[tuple[tuple[int, int, int], int, Any]]] = {
             t: deque() for t in self.topics}
         self._caught_up: dict[str, int] = {t: _UNREAD for t in self.topics}
+        # topic -> offsets of queued records dated before the record queued just before them
+        self._breaks: dict[str, deque[int]] = {t: deque() for t in self.topics}
+        self._last_push = _FAR_PAST  # the latest now_ms a record was pushed at
+        self._arrivals_ordered = True  # no queued record was pushed at an earlier now_ms than one before it
+        self._bulk_on = bulk
         #: records released by the max-idle bound while a topic still had unread records, by topic
         self.forced: dict[str, int] = {}
         self._n = 0
@@ -119,8 +146,32 @@ class PartitionGroup:
         return len(self._queues[topic])
 
     def push(self, topic: str, ts: int, offset: int, payload: Any, now_ms: int) -> None:
-        self._queues[topic].append(((ts, TOPIC_RANK.get(topic, len(TOPIC_RANK)), offset), now_ms, payload))
-        self._n += 1
+        self.push_many(topic, ((ts, offset, payload),), now_ms)
+
+    def push_many(self, topic: str, records: Iterable[tuple[int, int, Any]], now_ms: int) -> None:
+        """Append ``(ts, offset, payload)`` records of one topic, in offset order."""
+        q = self._queues[topic]
+        rank = TOPIC_RANK.get(topic, len(TOPIC_RANK))
+        breaks = self._breaks[topic]
+        if not q:
+            breaks.clear()  # their records are gone
+        # within one topic-partition a key is below the previous one iff its ts is
+        prev = q[-1][0][0] if q else _FAR_PAST
+        append = q.append
+        n = len(q)
+        for ts, offset, payload in records:
+            if ts < prev:
+                breaks.append(offset)
+            prev = ts
+            append(((ts, rank, offset), now_ms, payload))
+        if not self._n:
+            self._arrivals_ordered = True
+            self._last_push = now_ms
+        elif now_ms >= self._last_push:
+            self._last_push = now_ms
+        else:
+            self._arrivals_ordered = False  # the clock stepped back
+        self._n += len(q) - n
 
     def drop_from(self, topic: str, offset: int) -> int:
         """Forget ``topic``'s queued records at ``offset`` and after (the consumer went back to
@@ -131,11 +182,85 @@ class PartitionGroup:
             q.pop()
             n += 1
         self._n -= n
+        breaks = self._breaks[topic]
+        while breaks and breaks[-1] >= offset:
+            breaks.pop()
         return n
 
     def mark_caught_up(self, topic: str, at_ms: int | None) -> None:
         """A poll at ``at_ms`` found ``topic`` fully read (``None``: it has unread records)."""
         self._caught_up[topic] = _UNREAD if at_ms is None else at_ms
+
+    def _bulk(self, now_ms: int, out: list[Any]) -> int:
+        """Merge a stretch at once; returns how many records went (0: leave it to the rounds).
+
+        While no empty queue has unread records, a round computes the same release line
+        (``allowed``) until one more queue runs empty, and takes the smallest head if it arrived
+        by that line. Over queue prefixes in key order that is their sort, cut before the first
+        record (in key order) that is past a prefix's end or arrived after the line. No head can
+        become an outlier on the way when the prefixes span at most ``outlier_ms``. Arrivals are
+        bisected, so this needs them in push order (the clock did not step back meanwhile).
+        """
+        if not self._arrivals_ordered:
+            return 0
+        queues = self._queues
+        allowed = now_ms
+        empty = False
+        for t, q in queues.items():
+            if not q:
+                at = self._caught_up[t]
+                if at == _UNREAD:
+                    return 0  # a wait for the broker: the rounds decide (max idle, forced)
+                empty = True
+                if at < allowed:
+                    allowed = at
+        if empty:
+            allowed = max(min(allowed, now_ms - self.grace_ms), now_ms - self.max_idle_ms)
+        cuts = []
+        bound: tuple[int, int, int] | None = None  # release keys below it
+        lo_ts = hi_ts = 0
+        for t, q in queues.items():
+            if not q:
+                continue
+            head = q[0][0]
+            breaks = self._breaks[t]
+            while breaks and breaks[0] <= head[2]:
+                breaks.popleft()  # now the head or gone: orders nothing any more
+            end = bisect_left(q, breaks[0], key=_entry_offset) if breaks else len(q)
+            last = q[end - 1]
+            if last[1] > allowed:
+                end = bisect_right(q, allowed, 0, end, key=_entry_arrived)
+                b = q[end][0]  # the first that must wait
+            else:
+                b = (last[0][0], last[0][1], last[0][2] + 1)  # just past the prefix
+            if bound is None:
+                bound, lo_ts, hi_ts = b, head[0], last[0][0]
+            else:
+                if b < bound:
+                    bound = b
+                if head[0] < lo_ts:
+                    lo_ts = head[0]
+                if last[0][0] > hi_ts:
+                    hi_ts = last[0][0]
+            cuts.append((q, end))
+        if bound is None or hi_ts - lo_ts > self.outlier_ms:
+            return 0
+        taken: list[tuple[tuple[int, int, int], int, Any]] = []
+        for q, end in cuts:
+            n = bisect_left(q, bound, 0, end, key=_entry_key)
+            if n == len(q):
+                taken += q
+                q.clear()
+            elif n:
+                pop = q.popleft
+                taken += [pop() for _ in range(n)]
+        if not taken:
+            return 0
+        taken.sort(key=_entry_key)
+        out += [e[2] for e in taken]
+        self._n -= len(taken)
+        self._idle_since = None
+        return len(taken)
 
     def pop_ready(self, now_ms: int) -> list[Any]:
         out: list[Any] = []
@@ -143,7 +268,10 @@ class PartitionGroup:
         caught_up = self._caught_up
         grace_line = now_ms - self.grace_ms
         idle_line = now_ms - self.max_idle_ms
+        bulk = self._bulk_on
         while self._n:
+            if bulk and self._bulk(now_ms, out):
+                continue
             # the smallest head, the runner-up head, and what the empty queues allow
             best_q = None
             best_k: tuple[int, int, int] | None = None
@@ -226,6 +354,8 @@ class PartitionGroup:
         out = [p for _, _, p in merged]
         for q in self._queues.values():
             q.clear()
+        for b in self._breaks.values():
+            b.clear()
         self._n = 0
         return out
 

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,9 @@ from schemas import (
     decode_event,
     encode,
 )
+import schemas.decode as decoder_module
+from schemas.decode import decoder_for
+from schemas.events import Chat
 from schemas.limits import COMMON_FIELDS, FIELDS, KINDS, LINEUP_FIELDS, MAX_LINEUP
 from schemas.outputs import ACK_ACTIONS
 
@@ -181,3 +185,41 @@ def test_decode_ack_raises_only_invalid_ack(raw: bytes) -> None:
         decode_ack(raw)
     except InvalidAck as exc:
         assert exc.field is not None and exc.reason.startswith(exc.field + ": ")
+
+
+def _outcome(fn: Any, *args: Any) -> Any:
+    try:
+        return ("event", fn(*args))
+    except InvalidEvent as exc:
+        return ("invalid", exc.reason, exc.field)
+
+
+_KEYS = st.one_of(st.none(), st.just(b""), st.binary(max_size=12), st.just(b"\xff\xfe"), st.text(max_size=6))
+
+
+@HEAVY
+@given(EVENTS.flatmap(lambda e: st.tuples(st.just(e), st.one_of(st.just(encode(e)), _mutations(e)),
+                                          st.one_of(st.just(e.room_id.encode()), _KEYS),
+                                          st.sampled_from(sorted(set(TOPIC_OF_TYPE.values()))))))
+def test_the_worker_s_per_topic_decoder_decides_as_decode_event(case: tuple[Any, bytes, Any, str]) -> None:
+    # valid events, mutated ones, other keys (missing, empty, not UTF-8, not bytes) and topics:
+    # the same event or the same error, reason and field
+    _event, raw, key, topic = case
+    assert _outcome(decoder_for(topic), raw, key) == _outcome(decode_event, raw, key, topic)
+
+
+def test_the_worker_s_per_topic_decoder_takes_the_short_way_for_valid_records() -> None:
+    # precondition of the test above: the short way is taken (not everything falls back)
+    ev = Chat(event_id="e1", room_id="r1", ts=1_700_000_000_000, user_id="u", text="hi")
+    dec = decoder_for("live.chat")
+    calls = []
+    orig = decoder_module.decode_event
+    decoder_module.decode_event = lambda *a: calls.append(a) or orig(*a)  # type: ignore[assignment]
+    try:
+        assert dec(encode(ev), b"r1") == ev
+        assert calls == []
+        with pytest.raises(InvalidEvent):
+            dec(encode(ev), b"r2")
+        assert len(calls) == 1
+    finally:
+        decoder_module.decode_event = orig  # type: ignore[assignment]
