@@ -50,7 +50,7 @@ def _reference(path: Path, room: str | None) -> tuple[list[Event], list[int], li
 
 
 def _bad_lines(show: list[Event]) -> list[bytes]:
-    chat = orjson.loads(record_of(next(e for e in show if e.type == "chat")).value)
+    chat = orjson.loads(record_of(next(e for e in show if e.type == "chat" and e.room_id == ROOM)).value)
     t = chat["ts"]
 
     def line(topic: object, key: object, value: object) -> bytes:
@@ -72,6 +72,7 @@ def _bad_lines(show: list[Event]) -> list[bytes]:
         line("live.chat", ROOM, {**chat, "type": "nope"}),
         line("live.chat", ROOM, [chat]),
         line("live.chat", ROOM, {**chat, "text": "x" * (MAX_EVENT_BYTES + 10)}),
+        line("live.chat", ROOM, {**chat, "extra": "y" * (MAX_EVENT_BYTES + 10)}),  # fields all fine
         line("live.chat", ROOM, {**chat, "extra": {"nested": [1, 2]}, "ts": t + 2}),
         orjson.dumps({"topic": "live.chat", "key": ROOM, "value_text": "plain words"}),
         orjson.dumps({"topic": "live.chat", "key": ROOM, "value_b64": "////"}),
@@ -104,6 +105,8 @@ def test_reader_equals_reference(recording: Path, room: str) -> None:
     assert inp.events == events
     assert inp.keys == keys
     assert inp.deadletters == dls and len(dls) >= (12 if room == ROOM else 3)
+    if room == ROOM:
+        assert f"value: larger than {MAX_EVENT_BYTES} bytes" in dls
     assert len(inp.acks) == acks
     assert inp.items == [(INPUT_TOPICS[k & 7], k >> 3, e) for k, e in zip(keys, events)]
 
@@ -127,6 +130,7 @@ def test_foreign_and_unkeyed_room(tmp_path: Path) -> None:
     path = tmp_path / "one.jsonl"
     path.write_bytes(b"\n".join(dumps_line(e) for e in show) + b"\n")
     assert read_file(path, None).events == show and read_file(path, None).room_id == ROOM
+    assert read_file(path, None).in_order
     with pytest.raises(Exception, match="no events"):
         read_file(path, OTHER)
     rec = Record("live.chat", None, record_of(next(e for e in show if e.type == "chat")).value)
@@ -134,3 +138,16 @@ def test_foreign_and_unkeyed_room(tmp_path: Path) -> None:
     # a keyless record is no room's when a room is named, a dead letter when the file has one room
     assert read_file(path, ROOM).deadletters == []
     assert read_file(path, None).deadletters == ["key: missing Kafka key (must equal room_id)"]
+
+
+def test_a_topic_out_of_order_in_the_file_is_merged_not_sorted(recording: Path, tmp_path: Path) -> None:
+    lines = recording.read_bytes().split(b"\n")
+    chat = [i for i, ln in enumerate(lines) if ln.startswith(b'{"topic":"live.chat","key":"room-a"')]
+    i, j = chat[50], chat[300]
+    lines[i], lines[j] = lines[j], lines[i]  # two chats of the room swapped: live.chat out of order
+    path = tmp_path / "swapped.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    inp = read_file(path, ROOM)
+    assert not inp.in_order
+    assert inp.ordered() == canonical_order(inp.items)
+    assert inp.ordered() != [e for _, _, e in sorted(inp.items, key=lambda it: (it[1], INPUT_TOPICS.index(it[0])))]

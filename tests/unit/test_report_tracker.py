@@ -80,12 +80,26 @@ def test_partitions_not_empty_at_start_need_an_earlier_record(show: list[Event])
     assert isinstance(t.take(ROOM, PB), Taken)
 
 
-def test_one_topic_not_empty_at_start(show: list[Event]) -> None:
+@pytest.mark.parametrize("topic", ["live.orders", "live.room"])
+def test_one_topic_not_empty_at_start(show: list[Event], topic: str) -> None:
     t = LiveTracker(lambda room: PB)
-    for topic in INPUT_TOPICS:
-        t.started(topic, 0, empty=topic != "live.orders")
+    for tp in INPUT_TOPICS:
+        t.started(tp, 0, empty=tp != topic)
     _feed(t, show)
+    assert t.take(ROOM, PB) == f"{topic}: records from before the reporter started"
+
+
+def test_a_topic_the_room_never_used_not_empty_at_start(show: list[Event]) -> None:
+    t = LiveTracker(lambda room: PB)
+    for tp in INPUT_TOPICS:
+        t.started(tp, 0, empty=tp != "live.orders")
+    t.started("live.orders", 1, empty=True)
+    _feed(t, [e for e in show if e.type != "order"])  # no order of the room: its partition unknown
     assert t.take(ROOM, PB) == "live.orders: records from before the reporter started"
+    t = _tracker()
+    t.started("live.orders", 1, empty=True)
+    _feed(t, [e for e in show if e.type != "order"])
+    assert isinstance(t.take(ROOM, PB), Taken)
 
 
 def test_records_dated_after_the_start_not_kept(show: list[Event], monkeypatch: pytest.MonkeyPatch) -> None:
