@@ -150,7 +150,7 @@ class RoomState:
         "skus", "sku_index", "on_air", "on_air_since", "online", "orders", "gmv_total",
         "tier", "prev_tier", "tier_since", "cand", "cand_since", "base_online_sum",
         "base_ipv_sum", "base_n", "stats_k", "due", "episodes",
-        "base_chat", "base_intent", "base_missed", "base_ms", "base_skip_b",
+        "base_chat", "base_intent", "base_missed", "base_ms", "base_skip_b", "memo",
     )
 
     def __init__(self, room_id: str) -> None:
@@ -203,6 +203,10 @@ class RoomState:
         #: Buckets up to this one are left out of the baseline (a stock_set / on-air switch
         #: happened in them, so part of the bucket may be a hold).
         self.base_skip_b = -1
+        #: Figures derived from the state, kept until what they are derived from changes (not
+        #: dumped: a loaded state starts without them). ``(lo, hi)`` -> (orders, unpaid) of
+        #: those buckets; cleared by every order event (the only writer of those counters).
+        self.memo: dict[tuple[int, int], tuple[int, int]] = {}
 
 
 def new_state(room_id: str) -> RoomState:

@@ -32,3 +32,34 @@ def test_window_sums_equal_the_whole_ring_sum_at_every_step() -> None:
                     assert _room_sums(st, nb) == _reference(st, nb), (seed, i, nb)
                     checked += 1
     assert checked > 300, "the shows reached the windows"
+
+
+def test_order_counts_kept_between_ticks_equal_a_scan_of_the_ring_at_every_step() -> None:
+    # _unpaid remembers its figures until an order event changes them: at every step, for the
+    # tick's grace and for a snapshot (no grace), they equal a fresh scan of the long window
+    from stream.core.engine import _unpaid
+    from stream.core.state import R_ORDERS, R_UNPAID
+
+    pb = default_playbook()
+    grace = pb.unpaid_orders.grace_ms
+    checked = changed = 0
+    for seed, scenario in ((1, "mixed"), (2, "flash_sale"), (5, "mixed")):
+        events = generate(seed, ["unpaid-1"], scenario, duration=900, rate=6.0)
+        st = new_state("unpaid-1")
+        last = None
+        for ev in events:
+            step(st, ev, pb)
+            if not st.ring:
+                continue
+            for g in (grace, 0):
+                lo = st.cur_b - st.n_long + 1
+                hi = (st.max_ts - g) // st.bucket_ms - 1 if g else st.cur_b
+                want = (sum(s[R_ORDERS] for s in st.ring if lo <= s[R_STAMP] <= hi),
+                        sum(s[R_UNPAID] for s in st.ring if lo <= s[R_STAMP] <= hi))
+                assert _unpaid(st, g) == want, (seed, ev)
+                assert _unpaid(st, g) == want  # the remembered answer too
+                checked += 1
+            now = _unpaid(st, 0)
+            changed += last is not None and now != last and ev.type == "order"
+            last = now
+    assert checked > 1000 and changed > 50, "orders, payments and cancellations were exercised"
