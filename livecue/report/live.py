@@ -34,7 +34,7 @@ interactions per second) and the events dated after the frontier, not the show's
 from __future__ import annotations
 
 import bisect
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -184,29 +184,36 @@ class SessionFollower:
         return rep
 
 
-#: Events of a room not followed kept for when its session_start comes (see :class:`_Pre`).
+#: Events of a room not followed kept for when its session_start comes (see :class:`_Pre`):
+#: at most this many, and none dated this long before the newest of its topic.
 PRE_KEEP: Final = 100_000
+PRE_KEEP_MS: Final = 600_000
 
 
 class _Pre:
     """A room not followed: the largest ts consumed per topic rank, and its events on the other
     topics since its last ``live.room`` record (one of them may be the session_start that
     they follow: the topics are read at different speeds). A live.room record dated t drops
-    the kept events dated before t (a session_start to come is dated t or later); past
-    :data:`PRE_KEEP` the oldest go. ``cut``: per rank, the largest ts of what was dropped (a
-    session_start dated at or before it cannot be followed)."""
+    the kept events dated before t (a session_start to come is dated t or later); events dated
+    more than :data:`PRE_KEEP_MS` before the newest of their topic go, and past
+    :data:`PRE_KEEP` events the oldest half. ``cut``: per rank, the largest ts of what was
+    dropped (a session_start dated at or before it cannot be followed)."""
 
     __slots__ = ("last", "buf", "cut", "n")
 
     def __init__(self) -> None:
         self.last = [FAR_PAST] * _TOPICS
-        self.buf: list[list[Event]] = [[] for _ in range(_TOPICS)]
+        self.buf: list[deque[Event]] = [deque() for _ in range(_TOPICS)]
         self.cut = [FAR_PAST] * _TOPICS
         self.n = 0
 
     def keep(self, rank: int, ev: Event) -> None:
-        self.buf[rank].append(ev)
+        b = self.buf[rank]
+        b.append(ev)
         self.n += 1
+        old = ev.ts - PRE_KEEP_MS
+        while b[0].ts < old:
+            self._drop(rank, 1)
         if self.n > PRE_KEEP:
             for r in range(1, _TOPICS):
                 self._drop(r, len(self.buf[r]) // 2 + 1)
@@ -215,18 +222,18 @@ class _Pre:
         """Drop the kept events dated before ``ts`` (each topic's oldest first)."""
         for r in range(1, _TOPICS):
             b = self.buf[r]
-            i = 0
-            while i < len(b) and b[i].ts < ts:
-                i += 1
-            self._drop(r, i)
+            while b and b[0].ts < ts:
+                self._drop(r, 1)
 
     def _drop(self, r: int, k: int) -> None:
         b = self.buf[r]
-        k = min(k, len(b))
-        if k:
-            self.cut[r] = max(self.cut[r], max(e.ts for e in b[:k]))
-            del b[:k]
-            self.n -= k
+        cut = self.cut[r]
+        for _ in range(min(k, len(b))):
+            ts = b.popleft().ts
+            if ts > cut:
+                cut = ts
+            self.n -= 1
+        self.cut[r] = cut
 
     def clear(self) -> None:
         for r in range(_TOPICS):
@@ -234,7 +241,7 @@ class _Pre:
 
 
 class _Followed:
-    __slots__ = ("follower", "cues", "acks", "deadletters", "unverified", "partitions")
+    __slots__ = ("follower", "cues", "acks", "deadletters", "unverified")
 
     def __init__(self, follower: SessionFollower, unverified: set[int]) -> None:
         self.follower = follower

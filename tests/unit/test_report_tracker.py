@@ -146,3 +146,16 @@ def test_live_room_out_of_order_before_the_start(show: list[Event]) -> None:
     _feed(t, [later] + [e for e in show if e is not later])
     assert "live.room: a record dated after the session_start" in str(t.take(ROOM, PB))
     assert start.ts < later.ts
+
+
+def test_kept_events_are_bounded_by_age(show: list[Event], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(live_mod, "PRE_KEEP_MS", 5_000)
+    t = _tracker()
+    _feed(t, _skewed(show, 3000))  # ~75 s of the show before its session_start: some dropped
+    assert t.take(ROOM, PB) == "records dated after the session_start were not kept (too many)"
+    t = _tracker()
+    no_room = [e for e in show if TOPIC_OF_TYPE[e.type] != "live.room"]
+    _feed(t, no_room)  # a room that sends no live.room record: only the last 5 s are kept
+    span = no_room[-1].ts - no_room[0].ts
+    kept = t._pre[ROOM].n
+    assert span > 200_000 and 0 < kept < len(no_room) * 10_000 / span
