@@ -107,7 +107,7 @@ def _live(path: Path, room: str, write_to: str | None) -> dict[str, Any]:
     taken = tracker.take(room, pb)
     if not isinstance(taken, Taken):
         raise SystemExit(f"bench.report: the live path could not follow the show: {taken}")
-    rep = taken.follower.finish(cues=taken.cues or None, acks=taken.acks, deadletters=taken.deadletters)
+    rep = taken.follower.finish(cues=taken.cues, acks=taken.acks, deadletters=taken.deadletters)
     finish_w, finish_c = time.perf_counter() - w, time.process_time() - c
     write_w = write_c = 0.0
     if write_to is not None:

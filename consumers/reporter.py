@@ -282,7 +282,7 @@ class Reporter:
         return await asyncio.to_thread(self._write, inputs, pb)
 
     def _write_live(self, taken: Taken) -> tuple[Report, Path]:
-        rep = taken.follower.finish(cues=taken.cues or None, acks=taken.acks,
+        rep = taken.follower.finish(cues=taken.cues, acks=taken.acks,
                                     deadletters=taken.deadletters)
         return rep, self._store(rep)
 

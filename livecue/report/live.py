@@ -188,6 +188,8 @@ class SessionFollower:
 #: at most this many, and none dated this long before the newest of its topic.
 PRE_KEEP: Final = 100_000
 PRE_KEEP_MS: Final = 600_000
+#: Cues, acks and dead letters of a room not followed kept for when it is.
+OUT_KEEP: Final = 1000
 
 
 class _Pre:
@@ -199,13 +201,20 @@ class _Pre:
     :data:`PRE_KEEP` events the oldest half. ``cut``: per rank, the largest ts of what was
     dropped (a session_start dated at or before it cannot be followed)."""
 
-    __slots__ = ("last", "buf", "cut", "n")
+    __slots__ = ("last", "buf", "cut", "n", "cues", "acks", "deadletters", "any_cue")
 
     def __init__(self) -> None:
         self.last = [FAR_PAST] * _TOPICS
         self.buf: list[deque[Event]] = [deque() for _ in range(_TOPICS)]
         self.cut = [FAR_PAST] * _TOPICS
         self.n = 0
+        # the room's latest cues, acks and dead letters (a session's first may come before its
+        # session_start is consumed)
+        self.cues: deque[Cue] = deque(maxlen=OUT_KEEP)
+        self.acks: deque[Ack] = deque(maxlen=OUT_KEEP)
+        self.deadletters: deque[str] = deque(maxlen=OUT_KEEP)
+        #: a cue of the room was consumed (a from-scratch build then uses live.cues' cues)
+        self.any_cue = False
 
     def keep(self, rank: int, ev: Event) -> None:
         b = self.buf[rank]
@@ -241,13 +250,14 @@ class _Pre:
 
 
 class _Followed:
-    __slots__ = ("follower", "cues", "acks", "deadletters", "unverified")
+    __slots__ = ("follower", "cues", "acks", "deadletters", "unverified", "any_cue")
 
     def __init__(self, follower: SessionFollower, unverified: set[int]) -> None:
         self.follower = follower
         self.cues: list[Cue] = []
         self.acks: list[Ack] = []
         self.deadletters: list[str] = []
+        self.any_cue = False
         #: topic ranks whose records from before the reporter started are not known to be
         #: dated before the start yet (checked at the room's first record on that topic)
         self.unverified = unverified
@@ -256,10 +266,11 @@ class _Followed:
 @dataclass(slots=True)
 class Taken:
     """A followed session handed over for its review: the follower and the room's cues, acks
-    and dead letters consumed while it was followed."""
+    and dead letters consumed (those of just before the session_start too). ``cues`` is None
+    when the room had no cue on live.cues (the review then shows the core's, as from scratch)."""
 
     follower: SessionFollower
-    cues: list[Cue]
+    cues: list[Cue] | None
     acks: list[Ack]
     deadletters: list[str]
 
@@ -277,9 +288,11 @@ class LiveTracker:
     :meth:`take` hands a followed session over, or says why there is none (the reporter then
     builds from scratch).
 
-    The review's cues, acks and dead letters are those consumed while the session was followed;
-    a from-scratch build also counts a room's dead letters (and keyless ones) written before the
-    reporter started: the one place where the two can differ.
+    The review's cues, acks and dead letters are the room's consumed since the reporter started
+    (the last :data:`OUT_KEEP` of each from before the session_start, and the keyless dead
+    letters); a from-scratch build counts the room's dead letters of all time (earlier shows'
+    too, and written before the reporter started), and uses the worker's cues if live.cues ever
+    held one of the room's: the places where the two can differ.
     """
 
     def __init__(self, playbook_for: Callable[[str], Playbook]) -> None:
@@ -293,6 +306,7 @@ class LiveTracker:
         self._live: dict[str, _Followed] = {}
         self._refused: dict[str, str] = {}
         self._touched: set[str] = set()
+        self._keyless: deque[str] = deque(maxlen=OUT_KEEP)
 
     def started(self, topic: str, partition: int, empty: bool) -> None:
         """The reporter reads ``topic``/``partition`` from its end; ``empty``: it holds nothing."""
@@ -312,10 +326,7 @@ class LiveTracker:
         try:
             ev = decode_event(value or b"", key=key, topic=topic)
         except InvalidEvent as exc:
-            room = None if not key else key.decode("utf-8", "replace")
-            for r, followed in self._live.items():
-                if room is None or room == r:
-                    followed.deadletters.append(exc.reason)
+            self._deadletter(None if not key else key.decode("utf-8", "replace"), exc.reason)
             return None
         ts = ev.ts
         tp = (topic, partition)
@@ -365,15 +376,38 @@ class LiveTracker:
             for ev in pre.buf[r]:
                 follower.add(r, ev)
         pre.clear()
-        self._live[room] = _Followed(follower, unverified)
+        lv = _Followed(follower, unverified)
+        lv.cues, lv.acks, lv.any_cue = list(pre.cues), list(pre.acks), pre.any_cue
+        lv.deadletters = list(pre.deadletters) + list(self._keyless)
+        pre.cues.clear()
+        pre.acks.clear()
+        pre.deadletters.clear()
+        self._live[room] = lv
         self._touched.add(room)
 
+    def _sink(self, room: str) -> _Followed | _Pre:
+        lv = self._live.get(room)
+        if lv is not None:
+            return lv
+        pre = self._pre.get(room)
+        if pre is None:
+            pre = self._pre[room] = _Pre()
+        return pre
+
+    def _deadletter(self, room: str | None, reason: str) -> None:
+        """A dead letter of ``room``, or of every room (None: a from-scratch build counts a
+        keyless one in each room's review)."""
+        if room is not None:
+            self._sink(room).deadletters.append(reason)
+            return
+        self._keyless.append(reason)
+        for lv in self._live.values():
+            lv.deadletters.append(reason)
+
     def _output(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        if not self._live or topic not in _OUTPUTS:
+        if topic not in _OUTPUTS:
             return
         rkey = None if key is None else key.decode("utf-8", "replace")
-        if rkey is not None and rkey not in self._live:
-            return
         try:
             d = orjson.loads(value or b"")
         except orjson.JSONDecodeError:
@@ -382,20 +416,19 @@ class LiveTracker:
             return
         if topic == TOPIC_CUES:
             c = cue_of(d)
-            lv = None if c is None else self._live.get(c.room_id)
-            if c is not None and lv is not None and rkey in (None, c.room_id):
-                lv.cues.append(c)
+            if c is not None and rkey in (None, c.room_id):
+                sink = self._sink(c.room_id)
+                sink.cues.append(c)
+                sink.any_cue = True
         elif topic == TOPIC_ACKS:
             a = ack_of(d)
-            lv = None if a is None else self._live.get(a.room_id)
-            if a is not None and lv is not None and rkey in (None, a.room_id):
-                lv.acks.append(a)
+            if a is not None and rkey in (None, a.room_id):
+                self._sink(a.room_id).acks.append(a)
         else:
             k = d.get("key") if isinstance(d.get("key"), str) else rkey
-            reason = str(d.get("reason") or "?")
-            for r, followed in self._live.items():
-                if (rkey is None or rkey == r) and (k is None or k == r):
-                    followed.deadletters.append(reason)
+            if rkey is not None and k is not None and k != rkey:
+                return  # counted in no room's review (from scratch neither)
+            self._deadletter(k, str(d.get("reason") or "?"))
 
     def advance(self) -> int:
         """Run the core and the fold of the sessions that got records since the last call."""
@@ -426,4 +459,4 @@ class LiveTracker:
             return f.broken
         if f.superseded:
             return "another session_start came"
-        return Taken(f, lv.cues, lv.acks, lv.deadletters)
+        return Taken(f, lv.cues if lv.any_cue else None, lv.acks, lv.deadletters)

@@ -49,8 +49,14 @@ async def _send(p: AIOKafkaProducer, room: str, events: list[Event]) -> None:
 
 
 async def _extras(p: AIOKafkaProducer, room: str, show: list[Event]) -> None:
-    """Acks of the backtest's cues, a bad record of the room, a dead letter."""
-    for c in run_backtest(show, default_playbook()).cues[:5]:
+    """The backtest's cues as the worker sends them (stamped), acks of five, a bad record of the
+    room, a dead letter."""
+    cues = run_backtest(show, default_playbook()).cues
+    for c in cues:
+        doc = orjson.loads(orjson.dumps(c))
+        doc["emitted_at"] = c.ts + 700
+        await p.send("live.cues", orjson.dumps(doc), key=room.encode())
+    for c in cues[:5]:
         await p.send("live.acks", orjson.dumps({"cue_id": c.cue_id, "room_id": room, "action": "ack",
                                                 "by": "ctl", "ts": c.ts + 3000}), key=room.encode())
     await p.send("live.chat", b"{not json", key=room.encode())
@@ -104,6 +110,7 @@ async def test_followed_show_is_reviewed_live_and_equals_from_scratch(
     scratch = await _scratch(broker, room)
     assert live.events == len(show) and scratch.cues and scratch.summary.orders_paid
     assert sum(1 for r in live.cues if r.ack_s is not None) == 5
+    assert all(r.ack_s == 2.3 for r in live.cues if r.ack_s is not None)  # from the worker's emitted_at
     assert dict(live.deadletters) == {"value: not valid JSON": 1, "text: missing": 1}
     assert live == scratch
     assert (settings.reports_dir / room / live.session_id / "index.html").is_file()

@@ -159,3 +159,31 @@ def test_kept_events_are_bounded_by_age(show: list[Event], monkeypatch: pytest.M
     span = no_room[-1].ts - no_room[0].ts
     kept = t._pre[ROOM].n
     assert span > 200_000 and 0 < kept < len(no_room) * 10_000 / span
+
+
+def test_outputs_consumed_before_the_start_count(show: list[Event]) -> None:
+    from livecue.sim.backtest import run_backtest
+
+    cues = run_backtest(show, PB).cues
+    t = _tracker()
+    t.record("live.chat", 0, None, b"{no key")  # keyless: every room's review counts it
+    t.record("live.deadletter", 0, ROOM.encode(), orjson.dumps({"key": ROOM, "reason": "r-before"}))
+    t.record("live.deadletter", 0, b"other", orjson.dumps({"key": ROOM, "reason": "r-nobody"}))
+    t.record("live.cues", 0, ROOM.encode(), orjson.dumps(cues[0]))  # read before live.room's start
+    _feed(t, show[:1])
+    t.record("live.acks", 0, ROOM.encode(), orjson.dumps({"cue_id": cues[0].cue_id, "room_id": ROOM,
+                                                          "action": "ack", "by": "x", "ts": cues[0].ts + 1}))
+    for c in cues[1:]:
+        t.record("live.cues", 0, None, orjson.dumps(c))
+    _feed(t, show[1:])
+    taken = t.take(ROOM, PB)
+    assert isinstance(taken, Taken)
+    assert taken.cues is not None and [c.cue_id for c in taken.cues] == [c.cue_id for c in cues]
+    assert sorted(taken.deadletters) == ["r-before", "value: not valid JSON"]
+    rep = taken.follower.finish(cues=taken.cues, acks=taken.acks, deadletters=taken.deadletters)
+    assert rep.cues[0].ack_s is not None
+    # no cue on live.cues: the review shows the core's (as from scratch)
+    t = _tracker()
+    _feed(t, show)
+    taken = t.take(ROOM, PB)
+    assert isinstance(taken, Taken) and taken.cues is None
