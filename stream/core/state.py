@@ -76,7 +76,7 @@ class SkuState:
     """One SKU of the session's lineup, its stock and its short-window funnel."""
 
     __slots__ = ("sku_id", "name", "role", "price_cents", "stock", "managed", "held", "sold",
-                 "ring", "zero_since")
+                 "ring", "zero_since", "memo")
 
     def __init__(self, sku_id: str, name: str, role: str, price_cents: int, stock: int) -> None:
         self.sku_id = sku_id
@@ -93,6 +93,8 @@ class SkuState:
         #: Event time the link became empty (stock_set 0, sold out, or 0 in the lineup); only
         #: meaningful while ``stock == 0`` (0 when unknown: a dump from before this field).
         self.zero_since = 0
+        #: (cur_b, short-window sums of ``ring``) until the ring is written again (not dumped).
+        self.memo: tuple[int, list[int]] | None = None
 
     def to_list(self) -> list[Any]:
         return [self.sku_id, self.name, self.role, self.price_cents, self.stock, self.managed,
@@ -151,6 +153,7 @@ class RoomState:
         "tier", "prev_tier", "tier_since", "cand", "cand_since", "base_online_sum",
         "base_ipv_sum", "base_n", "stats_k", "due", "episodes",
         "base_chat", "base_intent", "base_missed", "base_ms", "base_skip_b", "memo",
+        "sums_memo",
     )
 
     def __init__(self, room_id: str) -> None:
@@ -207,6 +210,9 @@ class RoomState:
         #: dumped: a loaded state starts without them). ``(lo, hi)`` -> (orders, unpaid) of
         #: those buckets; cleared by every order event (the only writer of those counters).
         self.memo: dict[tuple[int, int], tuple[int, int]] = {}
+        #: (cur_b, nb, sums of the window's *closed* buckets): valid until the bucket moves on
+        #: or an event lands in a closed bucket (``_room_slot``, ``_on_chat``). Not dumped.
+        self.sums_memo: tuple[int, int, list[int]] | None = None
 
 
 def new_state(room_id: str) -> RoomState:

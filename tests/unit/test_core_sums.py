@@ -3,6 +3,8 @@ whole-ring sum at every step of simulated shows (the ring with empty, stale and 
 
 from __future__ import annotations
 
+import random
+
 from livecue.sim.show import generate
 from stream.core.engine import _room_sums, step
 from stream.core.state import R_LEN, R_ONLINE, R_STAMP, new_state
@@ -63,3 +65,43 @@ def test_order_counts_kept_between_ticks_equal_a_scan_of_the_ring_at_every_step(
             changed += last is not None and now != last and ev.type == "order"
             last = now
     assert checked > 1000 and changed > 50, "orders, payments and cancellations were exercised"
+
+
+def test_remembered_window_sums_equal_a_scan_at_every_step() -> None:
+    # the closed buckets' room sums and each SKU's sums are remembered between ticks: late
+    # chats, likes, viewers, cart adds, orders, payments and cancellations must void them
+    from stream.core.engine import _sku_sums
+    from stream.core.state import S_LEN, S_STAMP
+
+    def sku_reference(st: object, k: object) -> list[int]:
+        tot = [0] * S_LEN
+        if k.ring is None:  # type: ignore[attr-defined]
+            return tot
+        lo, hi = st.cur_b - st.n_short + 1, st.cur_b  # type: ignore[attr-defined]
+        for slot in k.ring:  # type: ignore[attr-defined]
+            if lo <= slot[S_STAMP] <= hi:
+                for i in range(1, S_LEN):
+                    tot[i] += slot[i]
+        return tot
+
+    pb = default_playbook()
+    hits = late = 0
+    for seed, scenario in ((1, "mixed"), (2, "flash_sale"), (3, "popularity_drop"), (6, "mixed")):
+        shown = generate(seed, ["memo-1"], scenario, duration=900, rate=6.0)
+        # one audience or shopping event in six arrives up to 25 s late (its ts unchanged)
+        rnd = random.Random(seed)
+        arrive = [ev.ts + (rnd.randint(1, 25_000) if ev.type not in ("session_start", "session_end", "sku_on_air",
+                  "stock_set") and rnd.random() < 1 / 6 else 0) for ev in shown]
+        events = [ev for _, _, ev in sorted(zip(arrive, range(len(shown)), shown))]
+        st = new_state("memo-1")
+        for ev in events:
+            late += st.cur_b >= 0 and ev.ts // st.bucket_ms < st.cur_b
+            step(st, ev, pb)
+            if not st.ring:
+                continue
+            for _ in range(2):  # computed, then remembered
+                hits += st.sums_memo is not None and st.sums_memo[0] == st.cur_b
+                assert _room_sums(st, st.n_short) == _reference(st, st.n_short), (seed, ev)
+                for k in st.skus:
+                    assert _sku_sums(st, k) == sku_reference(st, k), (seed, ev, k.sku_id)
+    assert hits > 1000 and late > 100, "the remembered sums were used, and late events came"
