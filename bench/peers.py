@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from livecue.config import Settings
 from schemas.events import INPUT_TOPICS
 
 __all__ = ["PEERS", "PeerUnavailable", "run_peer", "TOPIC_CONFIGS"]
@@ -91,6 +92,8 @@ def _update(state: dict[str, Any] | None, ev: dict[str, Any]) -> dict[str, Any]:
 
 # -- Quix Streams -----------------------------------------------------------------------------
 
+_COMMIT_INTERVAL_S = float(os.environ.get("LIVECUE_COMMIT_INTERVAL_S", Settings().commit_interval_s))
+
 
 def _run_quix(bootstrap: str, target: int, group: str, state_dir: Path) -> dict[str, Any]:
     from quixstreams import Application
@@ -99,7 +102,7 @@ def _run_quix(bootstrap: str, target: int, group: str, state_dir: Path) -> dict[
     app = Application(
         broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest",
         state_dir=str(state_dir), loglevel=os.environ.get("BENCH_PEER_LOGLEVEL", "WARNING"),  # type: ignore[arg-type]
-        commit_interval=1.0,
+        commit_interval=_COMMIT_INTERVAL_S,  # the LiveCue worker's (same run, same durability)
         auto_create_topics=True, use_changelog_topics=os.environ.get("BENCH_QUIX_CHANGELOG", "1") == "1",
         # Group timeouts like the LiveCue worker's (librdkafka's defaults are minutes). The poll
         # interval stays at 30 s: at 6 s a loaded 2-core host made Quix miss it, leave the group

@@ -165,7 +165,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_future_ms", _int_range(1000, 86_400_000), "300000", "an event dated more than this ahead of the worker's wall clock is dead-lettered (a clock gone wrong must not move a room's time)"),
     Setting("max_cached_rooms", _int_range(10, 10_000_000), "10000", "rooms a worker keeps decoded in memory; least recently used ones beyond it are reloaded from the table when they return"),
     Setting("ended_room_retention_s", _float_range(1.0, 30 * 86400.0), "3600", "seconds after a room's last event, once its session ended, before its state is removed from the table (a tombstone)"),
-    Setting("commit_interval_s", _float_range(0.05, 60.0), "1.0", "seconds between offset commits / state flushes"),
+    Setting("commit_interval_s", _float_range(0.05, 60.0), "5.0", "seconds between offset commits / state flushes"),
     Setting("session_timeout_s", _float_range(1.0, 300.0), "6", "consumer group session timeout: how fast a dead worker's partitions move to another (restart to cues ≈ this + rebalance + recovery)"),
     Setting("heartbeat_interval_s", _float_range(0.1, 60.0), "1", "consumer group heartbeat interval"),
     Setting("rebalance_timeout_s", _float_range(1.0, 300.0), "4", "consumer group rebalance timeout (Tansu waits this long before a group forms)"),
@@ -226,7 +226,7 @@ class Settings:
     max_future_ms: int = 300000
     max_cached_rooms: int = 10000
     ended_room_retention_s: float = 3600.0
-    commit_interval_s: float = 1.0
+    commit_interval_s: float = 5.0
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 1.0
     rebalance_timeout_s: float = 4.0
