@@ -151,3 +151,32 @@ async def test_reporter_restarted_mid_show_builds_from_scratch(
     assert registry.get_sample_value("livecue_reporter_reviews_built_total", {"how": "scratch"}) == 1
     assert rep.events == len(show)  # the whole show, not the half the second reporter saw
     assert rep == await _scratch(broker, room)
+
+
+async def test_a_followed_show_found_unusable_at_the_end_is_built_from_scratch(
+        broker: EmbeddedBroker, test_settings: Settings, uid: str, tmp_path: Path) -> None:
+    """The session announced again just before its end: the follower learns it only when it
+    finishes (the event waits behind the frontier), and the reporter builds from scratch."""
+    settings = test_settings.replace(reports_dir=tmp_path / "reports")
+    room = f"lx-{uid}"
+    show = _show(room)
+    start = next(e for e in show if isinstance(e, SessionStart))
+    end = next(e for e in show if isinstance(e, SessionEnd))
+    again = SessionStart("again", room, end.ts - 1, start.session_id, start.lineup)
+    got: list[tuple[Report, str]] = []
+    done = asyncio.Event()
+    registry = CollectorRegistry()
+    rep, stop, task = await _start(settings, got, done, registry)
+    p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    await p.start()
+    try:
+        await _send(p, room, _before(show) + [e for e in show if e is not end] + [again, end])
+        await asyncio.wait_for(done.wait(), 120)
+    finally:
+        await p.stop()
+        stop.set()
+        await task
+    [(review, how)] = got
+    assert how == "scratch" and rep.failures == 0
+    assert registry.get_sample_value("livecue_reporter_reviews_built_total", {"how": "scratch"}) == 1
+    assert review == await _scratch(broker, room)
