@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import orjson
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from livecue.config import Settings
 from livecue.kafka_client import faust_credentials
+from schemas.decode import encode
 from schemas.events import INPUT_TOPICS, TOPIC_CUES, TOPIC_DEADLETTER, TOPIC_ROOM_STATS
 from schemas.outputs import DeadLetter, RoomStats
 from stream.faust_batch import LiveCueApp
@@ -223,13 +223,13 @@ class WorkerApp:
 
     def _queue_deadletter(self, dl: DeadLetter) -> None:
         self._queue_send("deadletter", TOPIC_DEADLETTER,
-                         dl.key.encode() if dl.key is not None else None, orjson.dumps(dl))
+                         dl.key.encode() if dl.key is not None else None, encode(dl))
 
     def _outputs(self, out: Outputs, now: float) -> None:
         m = self.metrics
         now_wall = time.time()
         for cue, received in out.cues:
-            self._queue_send("cue", TOPIC_CUES, cue.room_id.encode(), orjson.dumps(cue))
+            self._queue_send("cue", TOPIC_CUES, cue.room_id.encode(), encode(cue))
             m.cues.labels(cue.kind).inc()
             m.processing_latency.observe(max(0.0, now - received))
             m.event_time_lag.observe(max(0.0, now_wall - cue.ts / 1000.0))
@@ -246,7 +246,7 @@ class WorkerApp:
             self._queue_stats(st)
 
     def _queue_stats(self, st: RoomStats) -> None:
-        self._stats_out.append((st.room_id.encode(), orjson.dumps(st)))
+        self._stats_out.append((st.room_id.encode(), encode(st)))
         self.metrics.room_stats.inc()
 
     async def _send_stats(self) -> None:
