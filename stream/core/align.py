@@ -38,12 +38,13 @@ records by that key, so each room sees its own events sorted by ``(ts, rank, pos
 backtest. No per-room frontier is kept: an event the core later rejects (far in the future, say)
 moves nothing but its own place in the merge.
 
-While every queue holds a record, a whole stretch is merged at once (:meth:`PartitionGroup._bulk`):
-a head-by-head merge of queues whose records are in key order is their sort, until the first of
-them runs out. Each queue remembers where its own order breaks (a record dated before the one
-before it), so the stretch stops there and the record-by-record rounds judge what follows. The
-result is the same record for record (a property test holds the two equal); py-spy had the
-record-by-record rounds at 6 % of a many-room worker.
+While no empty queue waits for unread records, a whole stretch is merged at once
+(:meth:`PartitionGroup._bulk`): a head-by-head merge of queues whose records are in key order is
+their sort, until the first of them runs out or a record must wait (the grace). Each queue
+remembers where its own order breaks (a record dated before the one before it), so the stretch
+stops there and the record-by-record rounds judge what follows. The result is the same record for
+record (a property test holds the two equal); py-spy had the record-by-record rounds at 6 % of a
+many-room worker.
 
 Times are *processing* time passed in by the caller as ``now_ms``: this module never reads a
 clock. Keys are plain tuples and the queues plain deques: this is the worker's per-record path.
