@@ -45,7 +45,9 @@ from livecue.config import Settings
 from livecue.kafka_client import client_kwargs
 from schemas.decode import decode_event
 from schemas.errors import InvalidEvent
-from schemas.events import INPUT_TOPICS, TOPIC_ACKS, TOPIC_CUES, TOPIC_DEADLETTER, TOPIC_ROOM, SessionEnd
+from schemas.events import (
+    INPUT_TOPICS, TOPIC_ACKS, TOPIC_CUES, TOPIC_DEADLETTER, TOPIC_ROOM, SessionEnd, SessionStart,
+)
 
 if TYPE_CHECKING:  # the review's modules load the core: not at import (the gateway imports this module)
     from livecue.report.live import LiveTracker, Taken
@@ -176,11 +178,10 @@ class Reporter:
             tps = [TopicPartition(t, p) for t in topics
                    for p in sorted(consumer.partitions_for_topic(t) or ())]
             consumer.assign(tps)
-            await consumer.seek_to_end(*tps)
+            ends = await self._ends(consumer, tps)
             for tp in tps:
-                pos = await consumer.position(tp)
                 if tp.topic in INPUT_TOPICS:
-                    self.tracker.started(tp.topic, tp.partition, empty=pos == 0)
+                    self.tracker.started(tp.topic, tp.partition, empty=ends[tp] == 0)
             self._consumer, self._tps = consumer, tps
             self._ready.set()
             log.info("reporter ready", extra={"partitions": len(tps), "follow": self.follow,
@@ -200,6 +201,29 @@ class Reporter:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    @staticmethod
+    async def _ends(consumer: Any, tps: list[Any], timeout_s: float = 60.0) -> dict[Any, int]:
+        """Start every partition at its end. Tansu answers ListOffsets (latest) with the base
+        offset of the partition's last record batch, not its end: read that way, the last batch
+        written before the reporter started would count as new records (and a partition of one
+        batch as empty), which the follower's rules must not see. The end is confirmed by a
+        fetch's high watermark (on Apache Kafka the two agree)."""
+        await consumer.seek_to_end(*tps)
+        ends = {tp: await consumer.position(tp) for tp in tps}
+        todo = set(tps)
+        deadline = time.monotonic() + timeout_s
+        while todo:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no fetch answered for {sorted(map(str, todo))[:3]}")
+            await consumer.getmany(*todo, timeout_ms=300)
+            for tp in list(todo):
+                hw = consumer.highwater(tp)
+                if hw is not None:
+                    ends[tp] = max(ends[tp], hw)
+                    consumer.seek(tp, ends[tp])  # what that fetch returned is not read
+                    todo.discard(tp)
+        return ends
+
     def _on_record(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
                    offset: int) -> None:
         if self.follow:
@@ -214,7 +238,7 @@ class Reporter:
         if isinstance(ev, SessionEnd):
             log.info("session ended: review scheduled",
                      extra={"room_id": ev.room_id, "partition": partition, "offset": offset})
-            task = asyncio.create_task(self._review(ev.room_id))
+            task = asyncio.create_task(self._review(ev.room_id, ev.ts))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -233,7 +257,9 @@ class Reporter:
                     raise TimeoutError("catching up with the topics took too long")
                 await asyncio.sleep(0.05)
 
-    async def _review(self, room_id: str) -> None:
+    async def _review(self, room_id: str, ended_ts: int) -> None:
+        """Review the room's session that ended at ``ended_ts``: the last one started by then
+        (after the delay the next show may have begun; it is not this review's)."""
         from livecue.report.live import NotFollowable, Taken
 
         await asyncio.sleep(self.delay_s)
@@ -244,7 +270,7 @@ class Reporter:
             pb = self._playbook(room_id)
             if self.follow:
                 await self._caught_up()
-                taken = self.tracker.take(room_id, pb)
+                taken = self.tracker.take(room_id, pb, ended_ts)
             if isinstance(taken, Taken):
                 try:
                     rep, path = await asyncio.to_thread(self._write_live, taken)
@@ -253,7 +279,7 @@ class Reporter:
                     taken = str(exc)
             if not isinstance(taken, Taken):
                 log.info("review from scratch", extra={"room_id": room_id, "reason": taken})
-                rep, path = await self._from_scratch(room_id, pb)
+                rep, path = await self._from_scratch(room_id, pb, ended_ts)
         except Exception as exc:  # a review that fails must not stop the reporter
             self.failures += 1
             self.metrics.reviews.labels("failed").inc()
@@ -275,23 +301,28 @@ class Reporter:
         if self.written is not None:
             self.written(path)
 
-    async def _from_scratch(self, room_id: str, pb: Any) -> tuple[Report, Path]:
+    async def _from_scratch(self, room_id: str, pb: Any, ended_ts: int | None = None) -> tuple[Report, Path]:
         from livecue.report.source import read_broker
 
         inputs = await read_broker(self.settings.broker, room_id, security=client_kwargs(self.settings))
-        return await asyncio.to_thread(self._write, inputs, pb)
+        return await asyncio.to_thread(self._write, inputs, pb, ended_ts)
 
     def _write_live(self, taken: Taken) -> tuple[Report, Path]:
         rep = taken.follower.finish(cues=taken.cues, acks=taken.acks,
                                     deadletters=taken.deadletters)
         return rep, self._store(rep)
 
-    def _write(self, inputs: object, pb: Any) -> tuple[Report, Path]:
+    def _write(self, inputs: object, pb: Any, ended_ts: int | None = None) -> tuple[Report, Path]:
         from livecue.report import build_report
         from livecue.report.source import Inputs
 
         assert isinstance(inputs, Inputs)
-        rep = build_report(inputs.ordered(), pb, cues=inputs.cues or None,
+        events = inputs.ordered()
+        session_id = None  # the last session (a review asked for without a session_end)
+        if ended_ts is not None:
+            started = [e.session_id for e in events if type(e) is SessionStart and e.ts <= ended_ts]
+            session_id = started[-1] if started else None
+        rep = build_report(events, pb, session_id=session_id, cues=inputs.cues or None,
                            acks=inputs.acks, deadletters=inputs.deadletters)
         return rep, self._store(rep)
 

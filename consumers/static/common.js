@@ -169,8 +169,8 @@ const LC = (() => {
   // Links to each room's latest review (consumers/report_access.py): /reports/ wants the
   // token, and a navigation cannot send it in a header, so the screen asks /reports/~links with
   // the token in the Authorization header and gets links signed for minutes, only for rooms
-  // that have a review. Asked again every minute: a review appears when a show ends, and a
-  // button never keeps a link past its expiry.
+  // that have a review. Asked again every 15 s: a review appears within seconds of a show's
+  // end (the reporter follows shows), and a button never keeps a link past its expiry.
   let reviewLinks = {};
   const reviewListeners = [];
   function watchReviews(token) {
@@ -183,7 +183,7 @@ const LC = (() => {
       })
       .catch(() => {});
     load();
-    setInterval(load, 60000);
+    setInterval(load, 15000);
   }
   function reviewHref(room) {
     const h = Object.prototype.hasOwnProperty.call(reviewLinks, room) ? reviewLinks[room] : null;

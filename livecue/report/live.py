@@ -81,8 +81,11 @@ class SessionFollower:
         self.playbook = playbook
         #: Why this follower cannot give the from-scratch review (None: it can).
         self.broken: str | None = None
-        #: A session_start of another session came: the review would be of that one.
+        #: This session's start announced again: a from-scratch review reads from the last one.
         self.superseded = False
+        #: The next session started (its session_start released): this session's records end
+        #: there, as a from-scratch review of this session ends them (select_session).
+        self.over = False
         self._state = new_state(self.room_id)
         self._last = list(prior_last) if prior_last is not None else [FAR_PAST] * _TOPICS
         self._last[0] = max(self._last[0], start.ts)
@@ -103,7 +106,7 @@ class SessionFollower:
 
     def add(self, rank: int, ev: Event) -> None:
         """The room's next event on the topic of rank ``rank`` (arrival order)."""
-        if self.broken is not None or self.superseded:
+        if self.broken is not None or self.superseded or self.over:
             return
         ts = ev.ts
         if ts < self._last[rank]:
@@ -119,7 +122,7 @@ class SessionFollower:
     def advance(self) -> int:
         """Run the core and the fold over every pending event dated before the frontier;
         returns how many."""
-        if self.broken is not None or self.superseded or not self.pending:
+        if self.broken is not None or self.superseded or self.over or not self.pending:
             return 0
         frontier = min(self._last)
         if frontier <= self._frontier:
@@ -148,12 +151,17 @@ class SessionFollower:
         return len(evs)
 
     def _release(self, events: list[Event]) -> None:
+        if self.over:
+            return
         for i, ev in enumerate(events):
             if type(ev) is SessionStart and ev is not self.start:
-                # a review from scratch starts at the room's last session_start (a new session,
-                # or this one announced again): not what this follower folded
                 events = events[:i]
-                self.superseded = True
+                if ev.session_id == self.session_id:
+                    # announced again: a review from scratch starts at its last session_start,
+                    # not what this follower folded
+                    self.superseded = True
+                else:  # the next show: this one's records end here
+                    self.over = True
                 break
         if not events:
             return
@@ -440,9 +448,14 @@ class LiveTracker:
         self._touched.clear()
         return n
 
-    def take(self, room_id: str, playbook: Playbook) -> Taken | str:
+    def take(self, room_id: str, playbook: Playbook, ended_ts: int | None = None) -> Taken | str:
         """Hand the room's followed session over (it is followed no more), or the reason there
-        is none to use. ``playbook``: the room's playbook now (a from-scratch build uses it)."""
+        is none to use. ``playbook``: the room's playbook now (a from-scratch build uses it).
+        ``ended_ts``: the session_end's ts; a followed session that started after it is the next
+        show's, kept followed (the one that ended was not followed)."""
+        lv = self._live.get(room_id)
+        if lv is not None and ended_ts is not None and lv.follower.start.ts > ended_ts:
+            return "the session that ended was not followed (the next one is)"
         lv = self._live.pop(room_id, None)
         if lv is None:
             return self._refused.pop(room_id, "session_start not seen since the reporter started")

@@ -64,10 +64,10 @@ async def _extras(p: AIOKafkaProducer, room: str, show: list[Event]) -> None:
     await p.flush()
 
 
-async def _scratch(broker: EmbeddedBroker, room: str) -> Report:
+async def _scratch(broker: EmbeddedBroker, room: str, session_id: str | None = None) -> Report:
     inp = await read_broker(broker.bootstrap, room)
-    return build_report(inp.ordered(), default_playbook(), cues=inp.cues or None, acks=inp.acks,
-                        deadletters=inp.deadletters)
+    return build_report(inp.ordered(), default_playbook(), session_id=session_id, cues=inp.cues or None,
+                        acks=inp.acks, deadletters=inp.deadletters)
 
 
 async def _start(settings: Settings, got: list[tuple[Report, str]], done: asyncio.Event,
@@ -179,4 +179,57 @@ async def test_a_followed_show_found_unusable_at_the_end_is_built_from_scratch(
     [(review, how)] = got
     assert how == "scratch" and rep.failures == 0
     assert registry.get_sample_value("livecue_reporter_reviews_built_total", {"how": "scratch"}) == 1
-    assert review == await _scratch(broker, room)
+    # the session that ended, from its first start (announced again, it is still one show)
+    assert review.summary.started_ts == start.ts and review.events > len(show) // 2
+    assert review == await _scratch(broker, room, start.session_id)
+
+
+async def test_a_batch_written_before_the_reporter_started_is_not_read_as_new(
+        broker: EmbeddedBroker, test_settings: Settings, uid: str, tmp_path: Path) -> None:
+    """Tansu answers ListOffsets (latest) with the base offset of a partition's last record
+    batch: a reporter starting there reads that batch as new. Here the last batch on each of the
+    room's partitions holds another room's records dated after the show's start, so a reporter
+    that read it would find "records from before it started" dated in the show and refuse to
+    follow. It starts at the fetch high watermark instead: the first records it reads are dated
+    before the start (another room's), and it follows the show."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    settings = test_settings.replace(reports_dir=tmp_path / "reports")
+    room, other = f"lb-{uid}", f"lbo-{uid}"
+    show = _show(room)
+    start = next(e for e in show if isinstance(e, SessionStart))
+    sku = start.lineup[0].sku_id
+
+    def of_other(t: int) -> list[Event]:
+        return [StockSet(f"s{t}", other, t, sku, 5), Viewers(f"v{t}", other, t, 3, 3, 0),
+                Chat(f"c{t}", other, t, "u", "hi"), Like(f"l{t}", other, t, 1),
+                CartAdd(f"a{t}", other, t, "u", sku, 1), Order(f"o{t}", other, t, f"o-{t}", "u", sku, 1, 100, "created")]
+
+    p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=200)
+    await p.start()
+    got: list[tuple[Report, str]] = []
+    done = asyncio.Event()
+    try:
+        parts = sorted(await p.partitions_for("live.room"))
+        part = DefaultPartitioner()(room.encode(), parts, parts)  # the room's, on every topic
+
+        async def to_part(events: list[Event]) -> None:
+            futs = []
+            for e in events:
+                r = record_of(e)
+                futs.append(await p.send(r.topic, r.value, key=other.encode(), partition=part))
+            await asyncio.gather(*futs)
+
+        await to_part([e for k in range(10) for e in of_other(start.ts + 10_000 + k)])  # one batch each
+        rep, stop, task = await _start(settings, got, done, CollectorRegistry())
+        await to_part(of_other(start.ts - 30_000))
+        await _send(p, room, [e for e in show if not isinstance(e, SessionEnd)])
+        await _send(p, room, [e for e in show if isinstance(e, SessionEnd)])
+        await asyncio.wait_for(done.wait(), 120)
+        stop.set()
+        await task
+    finally:
+        await p.stop()
+    [(review, how)] = got
+    assert how == "live", "the batch written before the reporter started was read as new"
+    assert review.events == len(show)

@@ -146,14 +146,17 @@ def _http(url: str, token: str | None = None) -> tuple[int, bytes]:
 
 
 async def test_demo_writes_each_rooms_review_when_a_show_ends_and_serves_it(tmp_path: Path) -> None:
-    """Short shows (60 s of show time at 6x): after the first one ends, the demo's reporter has
-    written both rooms' reviews and the gateway serves them to the control room's token (through
-    the signed links its review button uses), to nobody without one; Ctrl-C leaves nothing."""
+    """Shows of 400 s of show time at 40x (10 s each; the end of a show is dated 6.5 minutes
+    ahead of the clock, past the worker's default 5-minute bound, which the demo raises): after
+    the first one ends, the demo's reporter has written both rooms' reviews of the whole show, with
+    no event refused as dated in the future, and the gateway serves them to the control room's
+    token (through the signed links its review button uses), to nobody without one; Ctrl-C
+    leaves nothing."""
     env = dict(os.environ, LIVECUE_GATEWAY_PORT="0", PYTHONUNBUFFERED="1")
     env.pop("LIVECUE_BROKER", None)
     err = open(tmp_path / "demo.err", "wb")  # noqa: SIM115
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "livecue.cli", "demo", "--duration", "60", "--speed", "6", cwd=ROOT,
+        sys.executable, "-m", "livecue.cli", "demo", "--duration", "400", "--speed", "40", cwd=ROOT,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=err, stdin=asyncio.subprocess.DEVNULL,
     )
     assert proc.stdout is not None
@@ -178,6 +181,8 @@ async def test_demo_writes_each_rooms_review_when_a_show_ends_and_serves_it(tmp_
             status, page = await asyncio.to_thread(_http, base + href)  # what the button opens
             assert status == 200, (room, page[:200])
             assert "直播复盘".encode() in page and room.encode() in page and b"<script" not in page
+            assert b"ahead of the worker" not in page, (room, "events refused as dated in the future")
+            assert "6分40秒".encode() in page, (room, "not the whole 400 s show")
             assert (await asyncio.to_thread(_http, base + href.split("?")[0]))[0] == 401
         pids |= _descendants(proc.pid)
     finally:

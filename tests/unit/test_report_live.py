@@ -117,3 +117,27 @@ def test_events_dated_before_the_start_are_not_the_sessions(show: list[Event]) -
     scratch = build_report([("live.room", start.ts, start), ("live.chat", early.ts, early)]
                            + [(TOPIC_OF_TYPE[e.type], e.ts, e) for e in rest], pb)
     assert f.finish() == scratch
+
+
+def test_the_next_show_ends_it_as_a_review_from_scratch_of_that_session_does() -> None:
+    # Two shows of one room back to back (the next starts 5 s after the first ends, before the
+    # reporter's delay is over): the follower of the first stops at the second's session_start
+    # and gives the first show's review from scratch, not a superseded one nor the second's.
+    pb = default_playbook()
+    t0 = 1_800_000_000_000
+    first = generate(31, ["room-b2b"], "mixed", t0, 300.0, rate=40.0)
+    second = generate(32, ["room-b2b"], "mixed", t0 + 305_000, 300.0, rate=40.0)
+    start1 = next(e for e in first if isinstance(e, SessionStart))
+    start2 = next(e for e in second if isinstance(e, SessionStart))
+    assert start1.session_id != start2.session_id and start2.ts > max(e.ts for e in first)
+    arrivals = _arrivals(first + second, 4)
+    f = SessionFollower(start1, pb)
+    for i, (t, e) in enumerate(arrivals[1:]):
+        f.add(RANK[t], e)
+        if i % 700 == 0:
+            f.advance()
+    scratch = build_report([(t, e.ts, e) for t, e in arrivals], pb, session_id=start1.session_id)
+    assert scratch.session_id == start1.session_id and scratch.summary.duration_s == 300
+    live = f.finish()
+    assert f.over and not f.superseded
+    assert live == scratch
