@@ -232,7 +232,7 @@ def test_bulk_merge_releases_what_the_record_by_record_rounds_release(
     # idle), late and far-future records: the same output at every step, the same counters.
     kw = dict(max_idle_ms=data.draw(st.integers(0, 200)), grace_ms=data.draw(st.integers(0, 50)),
               outlier_ms=OUTLIER)
-    fast, slow = PartitionGroup(TOPICS, **kw), PartitionGroup(TOPICS, bulk=False, **kw)
+    fast, slow = PartitionGroup(TOPICS, bulk=True, **kw), PartitionGroup(TOPICS, bulk=False, **kw)
     pos = {t: 0 for t in TOPICS}
     now = 0
     while any(pos[t] < len(logs[t]) for t in TOPICS) or len(slow):
@@ -283,7 +283,7 @@ def test_bulk_merge_stops_where_a_queue_goes_back_in_time(monkeypatch: pytest.Mo
         return n
 
     monkeypatch.setattr(PartitionGroup, "_bulk", spy)
-    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0)
+    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0, bulk=True)
     for t in TOPICS:
         if t != "live.chat":
             g.push_many(t, [(10, 0, f"{t}@10"), (40, 1, f"{t}@40")], now_ms=0)
@@ -299,7 +299,7 @@ def test_bulk_merge_stops_where_a_queue_goes_back_in_time(monkeypatch: pytest.Mo
 def test_records_that_arrived_after_now_wait_when_the_clock_stepped_back() -> None:
     # pushed at 100 (wall clock), released at 50 (it stepped back): nothing may go before its
     # arrival, in a stretch or a round
-    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0)
+    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0, bulk=True)
     for t in TOPICS:
         g.push_many(t, [(10, 0, f"{t}@10"), (20, 1, f"{t}@20")], now_ms=100)
         g.mark_caught_up(t, 100)
