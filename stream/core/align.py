@@ -155,13 +155,17 @@ class PartitionGroup:
         """Append ``(ts, offset, payload)`` records of one topic, in offset order."""
         q = self._queues[topic]
         rank = TOPIC_RANK.get(topic, len(TOPIC_RANK))
+        n = len(q)
+        if not self._bulk_on:  # the rounds need no breaks nor arrival order: just queue
+            q.extend([((ts, rank, offset), now_ms, payload) for ts, offset, payload in records])
+            self._n += len(q) - n
+            return
         breaks = self._breaks[topic]
         if not q:
             breaks.clear()  # their records are gone
         # within one topic-partition a key is below the previous one iff its ts is
         prev = q[-1][0][0] if q else _FAR_PAST
         append = q.append
-        n = len(q)
         for ts, offset, payload in records:
             if ts < prev:
                 breaks.append(offset)
