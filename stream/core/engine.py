@@ -296,7 +296,10 @@ def _on_viewers(st: RoomState, ev: Viewers, pb: Playbook, out: StepResult) -> st
 
 def _new_session(st: RoomState, ev: SessionStart, pb: Playbook) -> None:
     w = pb.windows
+    # what is remembered was derived from the old session's ring (a restart in the same bucket
+    # would otherwise read the old closed buckets' sums; a restored state has no memo)
     st.memo.clear()
+    st.sums_memo = None
     st.session_id = ev.session_id
     st.active, st.ended, st.started_ts = True, False, ev.ts
     st.bucket_ms = w.bucket_ms

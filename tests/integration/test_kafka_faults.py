@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from harness import EXACT_GRACE_MS, collect, metric_value, produce, recompute, records_of, start_worker
+from harness import EXACT_GRACE_MS, collect, explain_state, metric_value, produce, recompute, records_of, start_worker
 from kafka_harness import changelog_last, fresh_kafka, kafka_settings
 from livecue.config import Settings
 from livecue.kafka_cluster import KafkaCluster
@@ -199,7 +199,8 @@ async def test_killing_the_leaders_of_an_input_and_a_changelog_partition_loses_n
                 break
             await asyncio.sleep(0.5)
         for r in rooms:
-            assert dump_state(decode_room_value(state[r])[1]) == want[r]
+            assert dump_state(decode_room_value(state[r])[1]) == want[r], \
+                explain_state(r, state.get(r), want[r]) + "\n" + w.log_tail(40)
         assert w.proc.poll() is None, "the worker rode out both broker deaths"
     finally:
         w.stop()

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from fault_tools import EXACT_GRACE_MS, Observer, PacedProducer, changelog_states, steady_show, tansu_settings
-from harness import WorkerProc, fresh_broker, metric_value, recompute, start_worker
+from harness import WorkerProc, explain_state, fresh_broker, metric_value, recompute, start_worker
 from kafka_harness import fresh_kafka, kafka_settings
 from livecue.config import Settings
 from livecue.sim.backtest import run_backtest
@@ -157,7 +157,9 @@ async def test_a_worker_joins_and_one_leaves_under_load(
     want = {r: dump_state(recompute(records, r).state) for r in rooms}
     states = {r: dump_state(decode_room_value(last[r])[1]) for r in rooms if r in last}
     wrong = [r for r in rooms if states.get(r) != want[r]]
-    assert not wrong, f"{len(wrong)} rooms whose changelog state is not the recomputation: {wrong[:3]}"
+    assert not wrong, (f"{len(wrong)} rooms whose changelog state is not the recomputation: {wrong[:3]}\n"
+                       + explain_state(wrong[0], last.get(wrong[0]), want[wrong[0]])
+                       + f"\n--- worker a\n{a.log_tail(40)}\n--- worker b\n{log_b}")
     assert stall < BOUND_S, f"committed offsets stood still {stall:.1f} s while lagging"
     assert gap < BOUND_S, f"no output for {gap:.1f} s"
     assert back_join is not None, f"lag not back to <= {normal} after the join, before the leave"
