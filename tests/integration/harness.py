@@ -134,9 +134,13 @@ def start_worker(settings: Settings, log_path: Path, worker_id: str, timeout: fl
 
 
 def produce(bootstrap: str, records: Iterable[Record | tuple[str, bytes | None, bytes]],
-            pace: Callable[[Any], None] | None = None) -> int:
-    """Produce records with librdkafka (confluent-kafka), linger 20 ms. Returns the count."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": False,
+            pace: Callable[[Any], None] | None = None, idempotent: bool = False) -> int:
+    """Produce records with librdkafka (confluent-kafka), linger 20 ms. Returns the count.
+
+    ``idempotent``: keep each partition's order and write each record once even when a broker
+    dies mid-send (without it librdkafka's retries may reorder a partition: the input is then
+    not the list sent). Apache Kafka only: Tansu has no idempotent producers."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": idempotent,
                   "acks": "all"})
     n = 0
     for rec in records:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -145,7 +146,7 @@ async def test_killing_the_leaders_of_an_input_and_a_changelog_partition_loses_n
     third = len(records) // 3
     w = start_worker(settings, tmp_path / "worker.log", "w1")
     try:
-        produce(cluster.bootstrap, records[:third])
+        produce(cluster.bootstrap, records[:third], idempotent=True)
         await _consumed_at_least(w, third, 60)
 
         # 1. the leader of room 0's live.chat partition
@@ -155,7 +156,7 @@ async def test_killing_the_leaders_of_an_input_and_a_changelog_partition_loses_n
         t_kill = time.monotonic()
         new_leader = await _leader(cluster, "live.chat", p_in, not_=victim)
         failover1 = time.monotonic() - t_kill
-        sending = asyncio.create_task(asyncio.to_thread(produce, cluster.bootstrap, records[third:2 * third]))
+        sending = asyncio.create_task(asyncio.to_thread(produce, cluster.bootstrap, records[third:2 * third], None, True))
         await _consumed_at_least(w, third + 1, 60)
         resume1 = time.monotonic() - t_kill
         await sending
@@ -172,7 +173,7 @@ async def test_killing_the_leaders_of_an_input_and_a_changelog_partition_loses_n
         t_kill2 = time.monotonic()
         new_leader2 = await _leader(cluster, changelog, p_cl, not_=victim2)
         failover2 = time.monotonic() - t_kill2
-        sending = asyncio.create_task(asyncio.to_thread(produce, cluster.bootstrap, records[2 * third:]))
+        sending = asyncio.create_task(asyncio.to_thread(produce, cluster.bootstrap, records[2 * third:], None, True))
         await _consumed_at_least(w, 2 * third + 1, 60)
         resume2 = time.monotonic() - t_kill2
         await sending
@@ -191,6 +192,9 @@ async def test_killing_the_leaders_of_an_input_and_a_changelog_partition_loses_n
         assert got_ids == expected, "\n".join(diff) + f"\nforced releases: {forced}\n" + w.log_tail(15)
         print(f"[kafka 3 nodes] cues: expected {len(expected)}, delivered {len(got)} records, "
               f"{len(got) - len(got_ids)} duplicates before dedupe, 0 missing")
+        # the reference folds the records in the order sent: the topics must hold them so
+        assert not (bad := await _not_as_sent(_alive(cluster), records, rooms)), \
+            "precondition: each topic holds each room's records once, in the order sent\n" + "\n".join(bad)
         want = {r: dump_state(recompute(records, r).state) for r in rooms}
         state: dict[str, bytes] = {}
         for _ in range(40):
@@ -204,6 +208,28 @@ async def test_killing_the_leaders_of_an_input_and_a_changelog_partition_loses_n
         assert w.proc.poll() is None, "the worker rode out both broker deaths"
     finally:
         w.stop()
+
+
+async def _not_as_sent(bootstrap: str, records: list[Record], rooms: list[str]) -> list[str]:
+    """Where an input topic does not hold a room's records exactly once and in the order they
+    were sent (a producer retry without idempotence can reorder a partition when its leader
+    dies: the worker then rightly folds another input than the reference)."""
+    problems = []
+    for topic in INPUT_TOPICS:
+        sent: dict[str, list[str]] = {r: [] for r in rooms}
+        for rec in records:
+            if rec.topic == topic and rec.key in sent:
+                sent[rec.key].append(orjson.loads(rec.value)["event_id"])
+        n = sum(len(v) for v in sent.values())
+        held = await collect(bootstrap, topic, lambda v: v.get("room_id") in sent,
+                             lambda g, n=n: len(g) >= n, timeout=30, settle_s=0.5)
+        for r in rooms:
+            got = [v["event_id"] for v in held if v["room_id"] == r]
+            if got != sent[r]:
+                i = next((i for i, (a, b) in enumerate(zip(got, sent[r])) if a != b), min(len(got), len(sent[r])))
+                problems.append(f"{topic} {r}: {len(got)} held, {len(sent[r])} sent, first difference at "
+                                f"#{i}: held {got[i:i + 3]}, sent {sent[r][i:i + 3]}")
+    return problems
 
 
 async def _changelog_partition(cluster: KafkaCluster, topic: str, room: str) -> int:
@@ -230,7 +256,6 @@ async def test_whole_cluster_restart_mid_show_worker_and_gateway_carry_on(tmp_pa
     """Stop the (one-node) cluster mid-show with its data on disk, start it again: the worker and
     the gateway reconnect by themselves (no restart, no crash), nothing committed is lost, and a
     controller screen ends up with every cue of its room."""
-    import orjson
     from prometheus_client import CollectorRegistry
     from websockets.asyncio.client import connect
 
@@ -263,7 +288,7 @@ async def test_whole_cluster_restart_mid_show_worker_and_gateway_carry_on(tmp_pa
                             screen.add(m["cue_id"])
 
                 reader = asyncio.create_task(read())
-                produce(cluster.bootstrap, records[:half])
+                produce(cluster.bootstrap, records[:half], idempotent=True)
                 await _consumed_at_least(w, half, 60)
                 log_before = len((tmp_path / "worker.log").read_text().splitlines())
 
@@ -279,7 +304,7 @@ async def test_whole_cluster_restart_mid_show_worker_and_gateway_carry_on(tmp_pa
                 # the backtest: input order across topics is the producer's to keep).
                 await _leaders_back(cluster, INPUT_TOPICS, timeout=60)
 
-                sending = asyncio.create_task(asyncio.to_thread(produce, cluster.bootstrap, records[half:]))
+                sending = asyncio.create_task(asyncio.to_thread(produce, cluster.bootstrap, records[half:], None, True))
                 await _consumed_at_least(w, half + 1, 90)
                 print(f"[kafka] worker consumes again {time.monotonic() - t_up:.2f}s after the cluster is back")
                 await sending
