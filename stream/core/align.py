@@ -44,9 +44,10 @@ records are in key order is their sort, until the first of them runs out or a re
 (the grace). Each queue remembers where its own order breaks (a record dated before the one
 before it), so the stretch stops there and the record-by-record rounds judge what follows. A
 property test holds the two equal record for record; py-spy had the record-by-record rounds at
-6 % of a many-room worker. It stays off: with it, the Kafka leader-kill test run on a loaded host
-ended with a room state unequal to the recomputation in 3 runs of 13 (0 of 13 without it, 0 of 6
-on the previous commit), and the cause is not found yet.
+6 % of a many-room worker, but the end-to-end bench showed no gain (74.2k vs 74.9k events/s on
+the many-room workload, same host), so it stays off: one path less on the worker. (The Kafka
+state mismatches once put down to it were a test producer reordering a partition when its
+leader died, and the core's remembered sums surviving a session start: both fixed.)
 
 Times are *processing* time passed in by the caller as ``now_ms``: this module never reads a
 clock. Keys are plain tuples and the queues plain deques: this is the worker's per-record path.
