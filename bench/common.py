@@ -119,6 +119,37 @@ def metric_sum(text: str, name: str) -> float | None:
     return total if seen else None
 
 
+def hist_buckets(text: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts of histogram ``name`` (all label sets summed), by upper bound."""
+    out: dict[float, float] = {}
+    prefix = name + "_bucket{"
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            bound = math.inf if le == "+Inf" else float(le)
+            out[bound] = out.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def hist_quantile(before: str, after: str, name: str, q: float) -> float | None:
+    """The ``q`` quantile of what histogram ``name`` observed between two scrapes, interpolated
+    linearly inside its bucket (Prometheus' ``histogram_quantile``); None when nothing was."""
+    a, b = hist_buckets(after, name), hist_buckets(before, name)
+    bounds = sorted(a)
+    counts = [a[x] - b.get(x, 0.0) for x in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    rank = q * counts[-1]
+    lo_bound, lo_count = 0.0, 0.0
+    for bound, count in zip(bounds, counts):
+        if count >= rank:
+            if bound == math.inf:
+                return lo_bound
+            return lo_bound + (bound - lo_bound) * ((rank - lo_count) / (count - lo_count) if count > lo_count else 1.0)
+        lo_bound, lo_count = bound, count
+    return lo_bound
+
+
 def quantile(values: Sequence[float], q: float) -> float | None:
     """The ``q`` quantile (0..1, nearest rank) of ``values``; None for no values."""
     if not values:

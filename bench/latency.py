@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from consumers.tokens import MAX_ROOMS, mint
 
-from .common import create_topics_with_configs, metric_sum, progress, quantile, scrape
+from .common import create_topics_with_configs, hist_quantile, metric_sum, progress, quantile, scrape
 from .pace import rooms_for
 from .worker import CONSUMED, RELEASED
 
@@ -115,6 +115,7 @@ async def e2e(bootstrap: str, ws_url: str, secret: str, worker_metrics_url: str,
     readers = [asyncio.create_task(read(ws)) for ws in screens]
     try:
         pacer = await _pacer(bootstrap, room_ids, rate, seconds)
+        metrics_before = scrape(worker_metrics_url)
         base = _released(worker_metrics_url)
         progress(f"e2e {rate:,.0f}/s: {len(room_ids)} live rooms, {len(screens)} screens, sending for {seconds:.0f} s")
         sent = await _go_and_wait(pacer)
@@ -132,7 +133,19 @@ async def e2e(bootstrap: str, ws_url: str, secret: str, worker_metrics_url: str,
         await asyncio.gather(*readers, return_exceptions=True)
         await asyncio.gather(*(ws.close() for ws in screens), return_exceptions=True)
     progress(f"e2e {rate:,.0f}/s: {len(lat)} cues received")
-    return _summary(lat, sent, {"cues": len(lat), "rooms": len(room_ids), "drained": drained})
+    # where the time goes: the worker's own share (event time -> cue handed to its producer)
+    metrics_after = scrape(worker_metrics_url)
+    at_worker = {f"worker_{k}_ms": _ms(hist_quantile(metrics_before, metrics_after, EVENT_TIME_LAG, q))
+                 for k, q in (("p50", 0.5), ("p99", 0.99))}
+    return _summary(lat, sent, {"cues": len(lat), "rooms": len(room_ids), "drained": drained, **at_worker})
+
+
+#: the worker's histogram of (cue sent - event time it fired at), seconds
+EVENT_TIME_LAG = "livecue_event_time_lag_seconds"
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
 
 
 async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeout_s: float = 120.0) -> dict[str, Any]:

@@ -487,8 +487,10 @@ def render_table(res: dict[str, Any]) -> str:
         for r in runs:
             label = "event → cue on screen" if kind == "e2e" else "floor: 2 Kafka hops"
             samples = f"{r.get('samples', 0):,} {'cues' if kind == 'e2e' else 'records'}"
+            at_worker = (f"; at the worker p50 {_fmt(r.get('worker_p50_ms'), 'ms')}, p99 {_fmt(r.get('worker_p99_ms'), 'ms')}"
+                         if kind == "e2e" else "")
             rows.append((f"{label} @ {r['rate']:,.0f}/s", f"p99 {_fmt(r.get('p99_ms'), 'ms')}",
-                         f"p50 {_fmt(r.get('p50_ms'), 'ms')}; {samples}; offered {_fmt(r.get('offered_eps'))}/s"))
+                         f"p50 {_fmt(r.get('p50_ms'), 'ms')}; {samples}; offered {_fmt(r.get('offered_eps'))}/s{at_worker}"))
         if not runs:
             row(f"{kind} p99", key, "ms")
     rows.append(("e2e p99 / floor p99", _fmt(res.get("e2e_over_floor")), reasons.get("e2e_over_floor", "")
