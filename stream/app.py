@@ -52,6 +52,8 @@ PUMP_INTERVAL_S = 0.02
 PLAYBOOK_CHECK_S = 2.0
 STATS_MIN_INTERVAL_S = 1.0
 SEND_RETRY_S = 1.0
+#: a producer batch per partition (below Faust's 1,000,000-byte request limit)
+PRODUCER_BATCH_BYTES = 512 * 1024
 
 
 def _succeeded(fut: Any) -> bool:
@@ -379,6 +381,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_request_timeout=request_timeout,
         broker_commit_interval=settings.commit_interval_s,
         producer_linger=settings.linger_ms / 1000.0,
+        # aiokafka lets a send wait while its partition's batch is full until that batch leaves
+        # (one request in flight per broker): with Faust's 16 KiB a flush's state writes (~4 KB a
+        # room) or a second of room_stats stalled the pump one broker round trip per 16 KiB
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         # prefetch per input partition (Faust's default 4 MiB x 6 topics x partitions dominated a
         # catching-up worker's memory); the merge queues bound what is decoded, a fetched batch
         # (~1,000 events at 256 KiB) may overshoot that bound once before fetching pauses
