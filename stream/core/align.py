@@ -38,17 +38,6 @@ records by that key, so each room sees its own events sorted by ``(ts, rank, pos
 backtest. No per-room frontier is kept: an event the core later rejects (far in the future, say)
 moves nothing but its own place in the merge.
 
-With ``bulk=True`` (off by default), while no empty queue waits for unread records, a whole
-stretch is merged at once (:meth:`PartitionGroup._bulk`): a head-by-head merge of queues whose
-records are in key order is their sort, until the first of them runs out or a record must wait
-(the grace). Each queue remembers where its own order breaks (a record dated before the one
-before it), so the stretch stops there and the record-by-record rounds judge what follows. A
-property test holds the two equal record for record; py-spy had the record-by-record rounds at
-6 % of a many-room worker, but the end-to-end bench showed no gain (74.2k vs 74.9k events/s on
-the many-room workload, same host), so it stays off: one path less on the worker. (The Kafka
-state mismatches once put down to it were a test producer reordering a partition when its
-leader died, and the core's remembered sums surviving a session start: both fixed.)
-
 Times are *processing* time passed in by the caller as ``now_ms``: this module never reads a
 clock. Keys are plain tuples and the queues plain deques: this is the worker's per-record path.
 """
@@ -56,7 +45,6 @@ clock. Keys are plain tuples and the queues plain deques: this is the worker's p
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Final
@@ -68,18 +56,6 @@ __all__ = ["TOPIC_RANK", "order_key", "canonical_order", "PartitionGroup"]
 TOPIC_RANK: Final[dict[str, int]] = {t: i for i, t in enumerate(INPUT_TOPICS)}
 _UNREAD: Final = -1  # caught_up marker: the topic-partition has unread records (or is unknown)
 _FAR_PAST: Final = -(2**62)
-
-
-def _entry_key(entry: tuple[tuple[int, int, int], int, Any]) -> tuple[int, int, int]:
-    return entry[0]
-
-
-def _entry_arrived(entry: tuple[tuple[int, int, int], int, Any]) -> int:
-    return entry[1]
-
-
-def _entry_offset(entry: tuple[tuple[int, int, int], int, Any]) -> int:
-    return entry[0][2]
 
 
 def order_key(ts: int, topic: str, seq: int) -> tuple[int, int, int]:
@@ -111,16 +87,14 @@ class PartitionGroup:
     of a topic must be pushed in offset order); ``mark_caught_up(topic, at_ms)`` says a poll at
     ``at_ms`` found the topic-partition fully read (``None``: it has unread records);
     ``pop_ready(now_ms)`` returns the payloads that may be released, in merge order. See the
-    module docstring for the rule. ``bulk=True`` merges stretches at once (see the module
-    docstring: off, for no end-to-end gain).
+    module docstring for the rule.
     """
 
     __slots__ = ("topics", "max_idle_ms", "grace_ms", "outlier_ms", "_queues",
-                 "_caught_up", "forced", "outliers", "_n", "_idle_since", "_breaks", "_last_push",
-                 "_arrivals_ordered", "_bulk_on")
+                 "_caught_up", "forced", "outliers", "_n", "_idle_since")
 
     def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 100,
-                 outlier_ms: int = 3_600_000, bulk: bool = False) -> None:
+                 outlier_ms: int = 3_600_000) -> None:
         self.topics = tuple(topics)
         self.max_idle_ms = max_idle_ms
         self.grace_ms = min(grace_ms, max_idle_ms)
@@ -133,11 +107,6 @@ class PartitionGroup:
         self._queues: dict[str, deque[tuple[tuple[int, int, int], int, Any]]] = {
             t: deque() for t in self.topics}
         self._caught_up: dict[str, int] = {t: _UNREAD for t in self.topics}
-        # topic -> offsets of queued records dated before the record queued just before them
-        self._breaks: dict[str, deque[int]] = {t: deque() for t in self.topics}
-        self._last_push = _FAR_PAST  # the latest now_ms a record was pushed at
-        self._arrivals_ordered = True  # no queued record was pushed at an earlier now_ms than one before it
-        self._bulk_on = bulk
         #: records released by the max-idle bound while a topic still had unread records, by topic
         self.forced: dict[str, int] = {}
         self._n = 0
@@ -157,28 +126,7 @@ class PartitionGroup:
         q = self._queues[topic]
         rank = TOPIC_RANK.get(topic, len(TOPIC_RANK))
         n = len(q)
-        if not self._bulk_on:  # the rounds need no breaks nor arrival order: just queue
-            q.extend([((ts, rank, offset), now_ms, payload) for ts, offset, payload in records])
-            self._n += len(q) - n
-            return
-        breaks = self._breaks[topic]
-        if not q:
-            breaks.clear()  # their records are gone
-        # within one topic-partition a key is below the previous one iff its ts is
-        prev = q[-1][0][0] if q else _FAR_PAST
-        append = q.append
-        for ts, offset, payload in records:
-            if ts < prev:
-                breaks.append(offset)
-            prev = ts
-            append(((ts, rank, offset), now_ms, payload))
-        if not self._n:
-            self._arrivals_ordered = True
-            self._last_push = now_ms
-        elif now_ms >= self._last_push:
-            self._last_push = now_ms
-        else:
-            self._arrivals_ordered = False  # the clock stepped back
+        q.extend([((ts, rank, offset), now_ms, payload) for ts, offset, payload in records])
         self._n += len(q) - n
 
     def drop_from(self, topic: str, offset: int) -> int:
@@ -190,85 +138,11 @@ class PartitionGroup:
             q.pop()
             n += 1
         self._n -= n
-        breaks = self._breaks[topic]
-        while breaks and breaks[-1] >= offset:
-            breaks.pop()
         return n
 
     def mark_caught_up(self, topic: str, at_ms: int | None) -> None:
         """A poll at ``at_ms`` found ``topic`` fully read (``None``: it has unread records)."""
         self._caught_up[topic] = _UNREAD if at_ms is None else at_ms
-
-    def _bulk(self, now_ms: int, out: list[Any]) -> int:
-        """Merge a stretch at once; returns how many records went (0: leave it to the rounds).
-
-        While no empty queue has unread records, a round computes the same release line
-        (``allowed``) until one more queue runs empty, and takes the smallest head if it arrived
-        by that line. Over queue prefixes in key order that is their sort, cut before the first
-        record (in key order) that is past a prefix's end or arrived after the line. No head can
-        become an outlier on the way when the prefixes span at most ``outlier_ms``. Arrivals are
-        bisected, so this needs them in push order (the clock did not step back meanwhile).
-        """
-        if not self._arrivals_ordered:
-            return 0
-        queues = self._queues
-        allowed = now_ms
-        empty = False
-        for t, q in queues.items():
-            if not q:
-                at = self._caught_up[t]
-                if at == _UNREAD:
-                    return 0  # a wait for the broker: the rounds decide (max idle, forced)
-                empty = True
-                if at < allowed:
-                    allowed = at
-        if empty:
-            allowed = max(min(allowed, now_ms - self.grace_ms), now_ms - self.max_idle_ms)
-        cuts = []
-        bound: tuple[int, int, int] | None = None  # release keys below it
-        lo_ts = hi_ts = 0
-        for t, q in queues.items():
-            if not q:
-                continue
-            head = q[0][0]
-            breaks = self._breaks[t]
-            while breaks and breaks[0] <= head[2]:
-                breaks.popleft()  # now the head or gone: orders nothing any more
-            end = bisect_left(q, breaks[0], key=_entry_offset) if breaks else len(q)
-            last = q[end - 1]
-            if last[1] > allowed:
-                end = bisect_right(q, allowed, 0, end, key=_entry_arrived)
-                b = q[end][0]  # the first that must wait
-            else:
-                b = (last[0][0], last[0][1], last[0][2] + 1)  # just past the prefix
-            if bound is None:
-                bound, lo_ts, hi_ts = b, head[0], last[0][0]
-            else:
-                if b < bound:
-                    bound = b
-                if head[0] < lo_ts:
-                    lo_ts = head[0]
-                if last[0][0] > hi_ts:
-                    hi_ts = last[0][0]
-            cuts.append((q, end))
-        if bound is None or hi_ts - lo_ts > self.outlier_ms:
-            return 0
-        taken: list[tuple[tuple[int, int, int], int, Any]] = []
-        for q, end in cuts:
-            n = bisect_left(q, bound, 0, end, key=_entry_key)
-            if n == len(q):
-                taken += q
-                q.clear()
-            elif n:
-                pop = q.popleft
-                taken += [pop() for _ in range(n)]
-        if not taken:
-            return 0
-        taken.sort(key=_entry_key)
-        out += [e[2] for e in taken]
-        self._n -= len(taken)
-        self._idle_since = None
-        return len(taken)
 
     def pop_ready(self, now_ms: int) -> list[Any]:
         out: list[Any] = []
@@ -276,10 +150,7 @@ class PartitionGroup:
         caught_up = self._caught_up
         grace_line = now_ms - self.grace_ms
         idle_line = now_ms - self.max_idle_ms
-        bulk = self._bulk_on
         while self._n:
-            if bulk and self._bulk(now_ms, out):
-                continue
             # the smallest head, the runner-up head, and what the empty queues allow
             best_q = None
             best_k: tuple[int, int, int] | None = None
@@ -362,8 +233,6 @@ class PartitionGroup:
         out = [p for _, _, p in merged]
         for q in self._queues.values():
             q.clear()
-        for b in self._breaks.values():
-            b.clear()
         self._n = 0
         return out
 

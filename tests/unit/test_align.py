@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import heapq
 
-import pytest
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -133,7 +131,7 @@ def partition_logs(draw: st.DrawFn, rooms: int = 3, sorted_ts: bool = False) -> 
 
 def offline_merge(logs: dict[str, list[tuple[int, str, str]]]) -> list[str]:
     """The merge with every record at hand (no waiting, no timing), record by record."""
-    g = PartitionGroup(TOPICS, max_idle_ms=0, grace_ms=0, outlier_ms=OUTLIER, bulk=False)
+    g = PartitionGroup(TOPICS, max_idle_ms=0, grace_ms=0, outlier_ms=OUTLIER)
     for t, recs in logs.items():
         for i, (ts, _r, label) in enumerate(recs):
             g.push(t, ts, i, label, now_ms=0)
@@ -223,83 +221,10 @@ def test_drop_from_forgets_the_records_read_again() -> None:
     assert len(g) == 4 and g.queued("live.chat") == 3
 
 
-@settings(max_examples=400, deadline=None)
-@given(logs=partition_logs(), data=st.data())
-def test_bulk_merge_releases_what_the_record_by_record_rounds_release(
-    logs: dict[str, list[tuple[int, str, str]]], data: st.DataObject
-) -> None:
-    # Same pushes, polls, rewinds and clock for both, including forced releases (a small max
-    # idle), late and far-future records: the same output at every step, the same counters.
-    kw = dict(max_idle_ms=data.draw(st.integers(0, 200)), grace_ms=data.draw(st.integers(0, 50)),
-              outlier_ms=OUTLIER)
-    fast, slow = PartitionGroup(TOPICS, bulk=True, **kw), PartitionGroup(TOPICS, bulk=False, **kw)
-    pos = {t: 0 for t in TOPICS}
-    now = 0
-    while any(pos[t] < len(logs[t]) for t in TOPICS) or len(slow):
-        action = data.draw(st.sampled_from(["fetch", "fetch", "poll", "pop", "rewind", "tick", "back"]))
-        left = [t for t in TOPICS if pos[t] < len(logs[t])]
-        if action == "fetch" and left:
-            t = data.draw(st.sampled_from(left))
-            k = data.draw(st.integers(1, 6))
-            recs = [(logs[t][i][0], i, logs[t][i][2]) for i in range(pos[t], min(pos[t] + k, len(logs[t])))]
-            for g in (fast, slow):
-                g.push_many(t, recs, now)
-            pos[t] += len(recs)
-        elif action == "poll":
-            t = data.draw(st.sampled_from(TOPICS))
-            at = None if pos[t] < len(logs[t]) and data.draw(st.booleans()) else now
-            for g in (fast, slow):
-                g.mark_caught_up(t, at)
-        elif action == "rewind" and any(pos[t] for t in TOPICS):
-            t = data.draw(st.sampled_from([t for t in TOPICS if pos[t]]))
-            back = data.draw(st.integers(0, pos[t] - 1))
-            assert fast.drop_from(t, back) == slow.drop_from(t, back)
-            pos[t] = back  # the consumer reads again from there
-        elif action == "tick":
-            now += data.draw(st.integers(0, 120))
-        elif action == "back":  # the wall clock stepped back (NTP): records arrived "later"
-            now = max(0, now - data.draw(st.integers(0, 120)))
-        else:
-            a, b = fast.pop_ready(now), slow.pop_ready(now)
-            assert a == b
-            assert fast.forced == slow.forced and fast.outliers == slow.outliers
-            if not left and not a:
-                now += 500
-                for t in TOPICS:
-                    for g in (fast, slow):
-                        g.mark_caught_up(t, now)
-        assert len(fast) == len(slow)
-    assert fast.forced == slow.forced and fast.outliers == slow.outliers
-
-
-def test_bulk_merge_stops_where_a_queue_goes_back_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    # chat's own order breaks at 5 (after 30): the stretch before it is sorted, then the rounds
-    # take the late record as chat's head, as a record-by-record merge does
-    bulk, stretches = PartitionGroup._bulk, []
-
-    def spy(self: PartitionGroup, now_ms: int, out: list[object]) -> int:
-        n = bulk(self, now_ms, out)
-        stretches.append(n)
-        return n
-
-    monkeypatch.setattr(PartitionGroup, "_bulk", spy)
-    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0, bulk=True)
-    for t in TOPICS:
-        if t != "live.chat":
-            g.push_many(t, [(10, 0, f"{t}@10"), (40, 1, f"{t}@40")], now_ms=0)
-    g.push_many("live.chat", [(20, 0, "c20"), (30, 1, "c30"), (5, 2, "c5"), (50, 3, "c50")], now_ms=0)
-    for t in TOPICS:
-        g.mark_caught_up(t, None)
-    out = g.pop_ready(now_ms=0)
-    assert out[:7] == [f"{t}@10" for t in TOPICS if t != "live.chat"] + ["c20", "c30"]
-    assert out[7] == "c5"
-    assert stretches[0] == 7  # the first stretch went at once, up to the break
-
-
 def test_records_that_arrived_after_now_wait_when_the_clock_stepped_back() -> None:
     # pushed at 100 (wall clock), released at 50 (it stepped back): nothing may go before its
-    # arrival, in a stretch or a round
-    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0, bulk=True)
+    # arrival
+    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0)
     for t in TOPICS:
         g.push_many(t, [(10, 0, f"{t}@10"), (20, 1, f"{t}@20")], now_ms=100)
         g.mark_caught_up(t, 100)
