@@ -28,7 +28,7 @@ from typing import Any, Final, cast
 import orjson
 
 __all__ = [
-    "RoomState", "SkuState", "Episode", "new_state", "dump_state", "load_state", "state_size",
+    "RoomState", "SkuState", "Episode", "new_state", "dump_state", "load_state", "state_size", "DUMP_FIELDS",
     "R_STAMP", "R_CHAT", "R_INTENT", "R_MISSED", "R_LIKES", "R_ENTERED", "R_LEFT", "R_CART",
     "R_ORDERS", "R_UNITS", "R_PAID", "R_CANCELLED", "R_GMV", "R_UNPAID", "R_ONLINE", "R_LEN",
     "S_STAMP", "S_CART", "S_CART_QTY", "S_ORDERS", "S_UNITS", "S_LEN",
@@ -47,6 +47,14 @@ O_SKU, O_QTY, O_AMOUNT, O_STATUS, O_CREATED, O_LAST = 0, 1, 2, 3, 4, 5
 ST_CREATED, ST_PAID, ST_CANCELLED = 0, 1, 2
 
 _VERSION: Final = 1
+#: what each position of :func:`dump_state`'s document holds (for diffs and readers of dumps)
+DUMP_FIELDS: Final = (
+    "version", "room_id", "session_id", "active", "started_ts", "ended", "max_ts", "cur_b",
+    "bucket_ms", "n_short", "n_long", "unique_bits", "stats_ms", "has_ring", "ring", "uniq",
+    "skus", "on_air", "on_air_since", "online", "orders", "gmv_total", "tier", "prev_tier",
+    "tier_since", "cand", "cand_since", "base_online_sum", "base_ipv_sum", "base_n",
+    "stats_k", "due", "episodes", "base_chat", "base_intent", "base_missed", "base_ms", "base_skip_b",
+)
 
 
 def empty_room_slot() -> list[int]:

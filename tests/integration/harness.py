@@ -225,22 +225,13 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
     return total
 
 
-#: names of the fields of :func:`stream.core.dump_state`'s document, in order (for diffs)
-STATE_FIELDS = (
-    "version", "room_id", "session_id", "active", "started_ts", "ended", "max_ts", "cur_b",
-    "bucket_ms", "n_short", "n_long", "unique_bits", "stats_ms", "has_ring", "ring", "uniq",
-    "skus", "on_air", "on_air_since", "online", "orders", "gmv_total", "tier", "prev_tier",
-    "tier_since", "cand", "cand_since", "base_online_sum", "base_ipv_sum", "base_n",
-    "stats_k", "due", "episodes", "base_chat", "base_intent", "base_missed", "base_ms", "base_skip_b",
-)
-
-
 def explain_state(room_id: str, value: bytes | None, want: bytes) -> str:
     """Why a room's changelog value is not the recomputation: its applied offsets and, field by
     field, what differs (the first few, values cut short). For failure messages."""
     import orjson
 
     from stream.core import dump_state
+    from stream.core.state import DUMP_FIELDS
     from stream.processor import decode_room_value
 
     if value is None:
@@ -248,7 +239,7 @@ def explain_state(room_id: str, value: bytes | None, want: bytes) -> str:
     head = value.partition(b"\n")[0]
     got, exp = orjson.loads(dump_state(decode_room_value(value)[1])), orjson.loads(want)
     diffs = []
-    for i, name in enumerate(STATE_FIELDS):
+    for i, name in enumerate(DUMP_FIELDS):
         a = got[i] if i < len(got) else None
         b = exp[i] if i < len(exp) else None
         if a != b:

@@ -169,3 +169,20 @@ def test_remembered_sums_equal_a_scan_after_any_event_sequence(evs: list) -> Non
         if s.ring:
             # one window length only: asking another would replace what is remembered
             assert _room_sums(s, s.n_short) == _reference(s, s.n_short), ev
+
+
+def test_every_position_of_a_state_dump_is_named() -> None:
+    # DUMP_FIELDS names dump_state's document for failure messages (tests/integration/harness.py)
+    import orjson
+
+    from stream.core import dump_state
+    from stream.core.state import DUMP_FIELDS
+
+    events = _back_to_back(31, 1, 20.0)
+    st = new_state("restart-1")
+    for ev in events:
+        step(st, ev, default_playbook())
+    doc = orjson.loads(dump_state(st))
+    assert len(doc) == len(DUMP_FIELDS)
+    assert doc[DUMP_FIELDS.index("room_id")] == "restart-1"
+    assert doc[DUMP_FIELDS.index("base_ipv_sum")] == st.base_ipv_sum
