@@ -89,6 +89,21 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14 and 15)
 
 
+def host_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole host so far, over all its cores (``/proc/stat``):
+    busy is everything but idle and iowait. Two readings give the cores kept busy in between."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    return (total - fields[3] - fields[4]) / CLK_TCK, total / CLK_TCK
+
+
+def busy_cores(first: tuple[float, float], last: tuple[float, float]) -> float | None:
+    """Cores the host kept busy between two :func:`host_cpu_s` readings (of ``os.cpu_count()``)."""
+    busy, total = last[0] - first[0], last[1] - first[1]
+    return round(busy / total * (os.cpu_count() or 1), 2) if total > 0 else None
+
+
 def proc_rss_mb(pid: int) -> float:
     """Resident set size of ``pid`` in MiB (VmRSS)."""
     with open(f"/proc/{pid}/status") as f:

@@ -504,6 +504,11 @@ def render_table(res: dict[str, Any]) -> str:
     split = " / ".join(f"{n:,}" for n in s.get("per_worker_events", []))
     row("2 workers / 1 worker", "scale_2w_ratio", "",
         f"{_fmt(s.get('eps_2w'))} vs {_fmt(s.get('eps_1w'))} events/s; events per worker {split}")
+    w = d.get("worker", {})
+    if s.get("host_busy_cores") is not None and w.get("host_busy_cores") is not None:
+        rows.append(("  cores busy: workers / host", f"{_fmt(s.get('worker_cores'))} / {_fmt(s.get('host_busy_cores'))}",
+                     f"of {s.get('host_cores')}; one worker {_fmt(w.get('worker_cores'))} / "
+                     f"{_fmt(w.get('host_busy_cores'))} (the rest: broker, bench)"))
     row("forced releases (aligner)", "forced_releases", "", "all worker catch-ups of this run")
     w1 = max(len(r[0]) for r in rows)
     w2 = max(len(r[1]) for r in rows)

@@ -22,7 +22,8 @@ from typing import Any
 
 from livecue.config import load_settings, settings_env
 
-from .common import Child, env_with, metric_sum, proc_cpu_s, proc_rss_mb, progress, scrape, start_child
+from .common import (Child, busy_cores, env_with, host_cpu_s, metric_sum, proc_cpu_s, proc_rss_mb, progress,
+                     scrape, start_child)
 
 __all__ = ["WorkerChild", "start_worker", "start_workers", "per_worker", "catch_up", "worker_settings_env", "RELEASED", "CONSUMED", "FORCED"]
 
@@ -128,13 +129,16 @@ def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float 
     """Watch ``workers`` drain a backlog of ``n`` events; figures of the drain.
 
     Returns ``eps`` (events counted after the first progress, over the time since), ``cpu_us_per_event``
-    (all workers' CPU over the same interval), ``forced_releases``, ``progress_metric``, ``events_counted``,
+    (all workers' CPU over the same interval), ``worker_cores`` and ``host_busy_cores`` (the
+    workers' CPU, and the whole host's busy time, in cores over that interval; ``host_cores``
+    is how many it has), ``forced_releases``, ``progress_metric``, ``events_counted``,
     ``complete`` (False when progress stalled for ``stall_s`` or ``timeout_s`` passed first).
     Raises RuntimeError if a worker dies or shows no progress within ``first_progress_s``.
     """
     t_first: float | None = None
     done_first = 0.0
     cpu_first = 0.0
+    host_first = host_end = (0.0, 0.0)
     last_value, last_change = -1.0, time.monotonic()
     t_last_change = time.perf_counter()
     last_report = 0.0
@@ -154,6 +158,7 @@ def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float 
             # the drain began after the last poll that saw nothing (polled every 50 ms until then)
             t_first, done_first = prev if prev is not None else (now, done)
             cpu_first = sum(proc_cpu_s(w.pid) for w in workers)
+            host_first = host_cpu_s()
         if done >= n:
             complete = True
             if prev is not None and done > prev[1]:
@@ -179,6 +184,7 @@ def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float 
             last_report = mono
         time.sleep(POLL_S if t_first is not None else 0.05)
     cpu_end = sum(proc_cpu_s(w.pid) for w in workers)
+    host_end = host_cpu_s()
     ps = [read_progress(w) for w in workers]
     done = sum(p.value for p in ps)
     # Stalled (events that never count, e.g. dead letters where progress is "released"): the
@@ -194,6 +200,12 @@ def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float 
         "events_counted": int(done),
         "complete": complete,
         "seconds": round(elapsed, 2),
+        # what the workers took of the host's cores over the drain, and what the whole host kept
+        # busy (workers, broker, the bench itself): two workers cannot double one's rate on
+        # cores the broker already needs
+        "worker_cores": round((cpu_end - cpu_first) / elapsed, 2) if elapsed > 0 else None,
+        "host_busy_cores": busy_cores(host_first, host_end) if t_first is not None else None,
+        "host_cores": os.cpu_count(),
     }
 
 

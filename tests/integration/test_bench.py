@@ -78,6 +78,10 @@ def test_every_key_is_a_number_of_the_right_sign(tiny_run: tuple[Any, dict[str, 
     assert all(r["samples"] > 0 for r in d["floor"]["runs"])
     assert d["fanout"]["screens"] == 40 and d["fanout"]["deliveries"] > 0
     assert d["rss"]["rooms"] == 30
+    # the cores the catch-ups kept busy: the workers' share is part of the host's
+    for part in ("worker", "scale"):
+        x = d[part]
+        assert 0 < x["worker_cores"] and 0 < x["host_busy_cores"] <= x["host_cores"], (part, x)
 
 
 def test_peers_are_numbers_or_null_with_a_reason(tiny_run: tuple[Any, dict[str, Any], Path]) -> None:

@@ -4,6 +4,7 @@ scrapes, checked against a real prometheus_client histogram and the exact values
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
@@ -43,3 +44,19 @@ def test_nothing_observed_is_none_and_past_the_last_bucket_is_its_bound() -> Non
     assert hist_quantile("", s, "missing_seconds", 0.5) is None
     h.observe(60.0)
     assert hist_quantile(s, _scrape(reg), "lat_seconds", 0.99) == 2.5
+
+
+def test_busy_cores_is_the_busy_share_of_the_host_in_cores(monkeypatch: Any) -> None:
+    import os
+
+    from bench.common import busy_cores, host_cpu_s
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert busy_cores((10.0, 40.0), (13.0, 44.0)) == 1.5  # 3 of 4 CPU-seconds busy, on 2 cores
+    assert busy_cores((10.0, 40.0), (10.0, 40.0)) is None
+    a = host_cpu_s()
+    x = 0
+    for i in range(2_000_000):  # this process busy in between: the host was
+        x += i
+    b = host_cpu_s()
+    assert b[1] > a[1] and b[0] > a[0] and 0 < busy_cores(a, b) <= 2
