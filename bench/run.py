@@ -508,7 +508,8 @@ def render_table(res: dict[str, Any]) -> str:
     if s.get("host_busy_cores") is not None and w.get("host_busy_cores") is not None:
         rows.append(("  cores busy: workers / host", f"{_fmt(s.get('worker_cores'))} / {_fmt(s.get('host_busy_cores'))}",
                      f"of {s.get('host_cores')}; one worker {_fmt(w.get('worker_cores'))} / "
-                     f"{_fmt(w.get('host_busy_cores'))} (the rest: broker, bench)"))
+                     f"{_fmt(w.get('host_busy_cores'))} (the rest: broker, bench); second worker began "
+                     f"{_fmt(s.get('start_skew_s'))} s after the first"))
     row("forced releases (aligner)", "forced_releases", "", "all worker catch-ups of this run")
     w1 = max(len(r[0]) for r in rows)
     w2 = max(len(r[1]) for r in rows)

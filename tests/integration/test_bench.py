@@ -82,6 +82,7 @@ def test_every_key_is_a_number_of_the_right_sign(tiny_run: tuple[Any, dict[str, 
     for part in ("worker", "scale"):
         x = d[part]
         assert 0 < x["worker_cores"] and 0 < x["host_busy_cores"] <= x["host_cores"], (part, x)
+    assert d["worker"]["start_skew_s"] == 0.0 and d["scale"]["start_skew_s"] >= 0
 
 
 def test_peers_are_numbers_or_null_with_a_reason(tiny_run: tuple[Any, dict[str, Any], Path]) -> None:

@@ -60,3 +60,15 @@ def test_busy_cores_is_the_busy_share_of_the_host_in_cores(monkeypatch: Any) -> 
         x += i
     b = host_cpu_s()
     assert b[1] > a[1] and b[0] > a[0] and 0 < busy_cores(a, b) <= 2
+
+
+def test_a_drain_is_polled_fast_at_its_start_and_near_its_end_only() -> None:
+    from bench.worker import POLL_S, _next_poll
+
+    assert _next_poll(None, 10.0, 0, 1000) == 0.05  # not begun
+    assert _next_poll(10.0, 10.0, 0, 1000) == 0.05
+    # 100 events/s so far: 10 s left → slow polls; 0.5 s left → fast, so the end is not
+    # interpolated across a poll interval in which the drain had already stopped
+    assert _next_poll(10.0, 11.0, 100, 1000) == POLL_S
+    assert _next_poll(10.0, 11.0, 100, 50) == 0.05
+    assert _next_poll(10.0, 11.0, 100, 2 * POLL_S * 100 + 1) == POLL_S
