@@ -179,24 +179,20 @@ async def fanout(bootstrap: str, ws_url: str, secret: str, screens: int, cues: i
     now = time.time()
     tokens = [mint(secret, "controller", [room], 3600, f"screen-{i}", now) for i in range(screens)]
     lat: list[float] = []
-    per_screen = [0] * screens
     sem = asyncio.Semaphore(8)  # the gateway caps not-yet-authenticated sockets per address
     url = urlsplit(ws_url)
     host, port, path = url.hostname or "127.0.0.1", url.port or 80, url.path or "/"
     loop = asyncio.get_running_loop()
 
-    def reader(i: int) -> Callable[[bytes, float], None]:
-        def on_text(msg: bytes, t: float) -> None:
-            m = orjson.loads(msg)
-            if m.get("type") == "cue" and m.get("room_id") == room:
-                lat.append(t - m["emitted_at"])
-                per_screen[i] += 1
-        return on_text
+    def on_text(msg: bytes, t: float) -> None:
+        m = orjson.loads(msg)
+        if m.get("type") == "cue" and m.get("room_id") == room:
+            lat.append(t - m["emitted_at"])
 
-    async def open_one(i: int, tok: str) -> _Screen:
+    async def open_one(tok: str) -> _Screen:
         async with sem:
             _, screen = await loop.create_connection(
-                lambda: _Screen(f"{host}:{port}", path, tok, reader(i)), host, port)
+                lambda: _Screen(f"{host}:{port}", path, tok, on_text), host, port)
             try:
                 await asyncio.wait_for(screen.hello, 30)
             except BaseException:
@@ -206,7 +202,7 @@ async def fanout(bootstrap: str, ws_url: str, secret: str, screens: int, cues: i
             return screen
 
     t0 = time.perf_counter()
-    results = await asyncio.gather(*(open_one(i, t) for i, t in enumerate(tokens)), return_exceptions=True)
+    results = await asyncio.gather(*(open_one(t) for t in tokens), return_exceptions=True)
     conns = [r for r in results if isinstance(r, _Screen)]
     errors = [r for r in results if not isinstance(r, _Screen)]
     progress(f"fanout: {len(conns)} screens connected in {time.perf_counter() - t0:.1f} s"

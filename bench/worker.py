@@ -150,7 +150,7 @@ def catch_up(workers: Sequence[WorkerChild], n: int, label: str, stall_s: float 
     t_first: float | None = None
     done_first = 0.0
     cpu_first = 0.0
-    host_first = host_end = (0.0, 0.0)
+    host_first = (0.0, 0.0)
     cpu_first_at = 0.0
     started_at: list[float | None] = [None] * len(workers)  # when each worker's progress was first seen
     last_value, last_change = -1.0, time.monotonic()
