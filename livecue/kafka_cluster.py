@@ -447,8 +447,17 @@ class KafkaCluster:
                 self._spawn(node)
         self._wait(timeout)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop every node: SIGTERM to all, then SIGKILL whatever is left after ``timeout``."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop every node: SIGTERM to all, then SIGKILL whatever is left after ``timeout``.
+
+        Three nodes stopped together take ~6 s on a quiet host: each node's raft client waits up
+        to 5 s (KafkaRaftClient's graceful shutdown) for voters that are already going. CI's host
+        once took more than 10 s, and a node killed then has no clean-shutdown marker and
+        recovers its logs on the next start, so the default leaves 30 s. All nodes get SIGTERM at
+        once on purpose: a broker asks the controller quorum to approve its controlled shutdown,
+        and one that starts after a majority of the (combined) nodes has exited waits for that
+        approval up to 5 minutes (measured: a node signalled 9 s after the other two was still
+        running 60 s later)."""
         self._terminate(timeout)
         if self._own_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
@@ -465,6 +474,7 @@ class KafkaCluster:
             try:
                 node.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                log.warning("kafka node did not stop in time, killing it", extra={"node": node.node_id, "timeout_s": timeout})
                 node.proc.kill()
                 node.proc.wait()
             node.proc = None
