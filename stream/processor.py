@@ -52,9 +52,12 @@ def reason_code(reason: str) -> str:
 
 
 #: One consumed input record waiting in the merge, a plain tuple (py-spy: building a slotted
-#: object per record was 5 % of a many-room worker): the event, its topic and offset, the raw
-#: record (``key`` and ``value`` for a dead letter), the batch handle, and when its batch was
-#: received (monotonic seconds, for the processing-latency metric).
+#: object per record was 5 % of a many-room worker): the event, its topic and offset, the
+#: record's value bytes (for a dead letter if the core rejects the event), the batch handle, and
+#: when its batch was received (monotonic seconds, for the processing-latency metric). Neither
+#: the consumer's record object nor the key is kept: a catch-up queues hundreds of thousands of
+#: records, and they were a quarter of what each one held (1,032 -> 776 bytes a record). The
+#: key of a decoded event is its ``room_id``, UTF-8 (the decoder checked it).
 Record = tuple[Event, str, int, Any, Any, float]
 
 
@@ -174,7 +177,7 @@ class Processor:
                 continue
             et = event.type
             counts[et] = counts.get(et, 0) + 1
-            queued.append((event.ts, offset, (event, topic, offset, r, handle, received)))
+            queued.append((event.ts, offset, (event, topic, offset, value, handle, received)))
         if queued:
             self._group(partition).push_many(topic, queued, now_ms)
         if m and counts:
@@ -243,7 +246,7 @@ class Processor:
             offsets = room.offsets
             fresh: list[Record] = []
             for rec in recs:
-                _ev, topic, offset, _raw, handle, _received = rec
+                _ev, topic, offset, _value, handle, _received = rec
                 if offset <= offsets.get(topic, -1):
                     handles.append(handle)  # already applied before a restart
                     continue
@@ -273,11 +276,11 @@ class Processor:
                     bad = by_event.get(id(ev))
                     if bad is None:
                         continue
-                    _ev, topic, offset, raw, _handle, _received = bad
+                    _ev, topic, offset, value, _handle, _received = bad
                     if m:
                         m.deadletter(topic, reason_code(reason))
                     out.deadletters.append(DeadLetter.of(
-                        topic, partition, offset, raw.key, raw.value or b"", reason, None, wall_ms
+                        topic, partition, offset, ev.room_id.encode(), value or b"", reason, None, wall_ms
                     ))
             handles.extend(r[4] for r in fresh)
         if m:
