@@ -418,8 +418,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                        changelog_topic=table.changelog_topic.get_topic_name())
 
     consumer = app.batch_consumer()
-    consumer.input_topics = frozenset(INPUT_TOPICS)
-    consumer.batch_sink = worker
+    consumer.attach(worker, INPUT_TOPICS)
     app.stop_hook = worker.stop
 
     @app.agent(inputs, concurrency=1, name="livecue.process")

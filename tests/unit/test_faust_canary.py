@@ -7,6 +7,7 @@ them, this fails loudly, before a worker silently loses or re-orders records.
 from __future__ import annotations
 
 import inspect
+from typing import Any
 from importlib.metadata import version
 
 import aiokafka
@@ -81,3 +82,59 @@ def test_recovery_takes_changelog_ends_from_consumer_highwaters() -> None:
     from faust.tables.recovery import Recovery
     assert "await consumer.highwaters(*tps)" in inspect.getsource(Recovery._build_highwaters)
     assert "_is_changelog_tp" in faust_consumer.Consumer.__dict__
+
+
+def _partition_records(topic: str, key_deserializer: Any) -> Any:
+    """aiokafka's PartitionRecords over one real record batch (offsets 0..2), as a fetch makes it."""
+    from aiokafka.consumer.fetcher import PartitionRecords
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+    from aiokafka.record.memory_records import MemoryRecords
+    from aiokafka.structs import TopicPartition
+
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
+                                  producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+    for i in range(3):
+        b.append(i, timestamp=1_700_000_000_000 + i, key=b"room-1", value=b'{"n":%d}' % i, headers=[])
+    return PartitionRecords(TopicPartition(topic, 0), MemoryRecords(bytes(b.build())), [], 0,
+                            key_deserializer, None, True, 0)
+
+
+def test_the_worker_consumer_gets_parsed_records_for_its_input_topics_only() -> None:
+    from aiokafka.structs import ConsumerRecord
+
+    from stream.faust_batch import _RawInputs
+
+    class Owner:  # what _RawInputs reads of its BatchConsumer
+        input_topics = frozenset({"live.chat"})
+        batch_sink: Any = object()
+
+    owner = Owner()
+    mark = _RawInputs(owner)  # type: ignore[arg-type]
+    raw = list(_partition_records("live.chat", mark))
+    assert [(r.offset, r.key, r.value) for r in raw] == [(i, b"room-1", b'{"n":%d}' % i) for i in range(3)]
+    assert not any(isinstance(r, ConsumerRecord) for r in raw)  # the parsed records themselves
+    # a changelog (Faust's own per-message path reads timestamp, headers, sizes) keeps ConsumerRecord
+    log = list(_partition_records("livecue-rooms-changelog", mark))
+    assert all(isinstance(r, ConsumerRecord) for r in log) and log[2].key == b"room-1"
+    assert log[2].timestamp == 1_700_000_000_002 and log[2].serialized_value_size == len(b'{"n":2}')
+    # any other consumer in the process (no mark), or a BatchConsumer without a sink
+    assert all(isinstance(r, ConsumerRecord) for r in _partition_records("live.chat", None))
+    owner.batch_sink = None
+    assert all(isinstance(r, ConsumerRecord) for r in _partition_records("live.chat", mark))
+
+
+def test_parsed_record_path_relies_on_what_it_patches() -> None:
+    from aiokafka.consumer import fetcher
+
+    from stream import faust_batch
+
+    assert fetcher.PartitionRecords._consumer_record is faust_batch._record  # patched at import
+    assert list(inspect.signature(faust_batch._consumer_record).parameters) == ["self", "tp", "record"]
+    assert "self._key_deserializer" in inspect.getsource(faust_batch._consumer_record)
+    assert "self._consumer_record(tp, record)" in inspect.getsource(fetcher.PartitionRecords._unpack_records)
+    # the consumer hands its key deserializer to the Fetcher at start(), which gives it to every
+    # PartitionRecords: the mark set after construction reaches the records
+    assert "key_deserializer=self._key_deserializer" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+    assert "self._key_deserializer," in inspect.getsource(fetcher.Fetcher._proc_fetch_request)
+    src = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
+    assert "key_deserializer" not in src  # Faust sets none: keys are bytes, as _RawInputs keeps them
