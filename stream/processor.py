@@ -56,7 +56,7 @@ def reason_code(reason: str) -> str:
 #: record's value bytes (for a dead letter if the core rejects the event), the batch handle, and
 #: when its batch was received (monotonic seconds, for the processing-latency metric). Neither
 #: the consumer's record object nor the key is kept: a catch-up queues hundreds of thousands of
-#: records, and they were a quarter of what each one held (1,032 -> 776 bytes a record). The
+#: records, and they were a quarter of what each one held (1,032 -> 768 bytes a record). The
 #: key of a decoded event is its ``room_id``, UTF-8 (the decoder checked it).
 Record = tuple[Event, str, int, Any, Any, float]
 

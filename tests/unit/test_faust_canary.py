@@ -7,8 +7,8 @@ them, this fails loudly, before a worker silently loses or re-orders records.
 from __future__ import annotations
 
 import inspect
-from typing import Any
 from importlib.metadata import version
+from typing import Any
 
 import aiokafka
 from aiokafka.consumer.subscription_state import TopicPartitionState
