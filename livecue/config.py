@@ -161,7 +161,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("linger_ms", _int_range(0, 1000), "20", "producer linger: batches sends (1 ms overloads Tansu)"),
     Setting("max_task_idle_ms", _int_range(0, 600000), "60000", "longest the merge stands still for an input topic-partition the broker holds unread records of (a failover, an overloaded broker or worker) before it gives up event-time order"),
     Setting("align_grace_ms", _int_range(0, 60000), "100", "how long an event waits for quiet, caught-up input topics (records still in flight from producers); raise it for exact replays at --speed max"),
-    Setting("max_queued_per_partition", _int_range(100, 10_000_000), "2500", "events an input topic-partition may queue in the cross-topic merge before its fetching pauses (resumes at half); ~0.8 KB each while queued"),
+    Setting("max_queued_per_partition", _int_range(100, 10_000_000), "2500", "events an input topic-partition may queue in the cross-topic merge before its fetching pauses (resumes at half), and the most records one fetch round hands over; ~0.8 KB each while queued"),
     Setting("max_future_ms", _int_range(1000, 86_400_000), "300000", "an event dated more than this ahead of the worker's wall clock is dead-lettered (a clock gone wrong must not move a room's time)"),
     Setting("max_cached_rooms", _int_range(10, 10_000_000), "10000", "rooms a worker keeps decoded in memory; least recently used ones beyond it are reloaded from the table when they return"),
     Setting("ended_room_retention_s", _float_range(1.0, 30 * 86400.0), "3600", "seconds after a room's last event, once its session ended, before its state is removed from the table (a tombstone)"),

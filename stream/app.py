@@ -110,6 +110,7 @@ class WorkerApp:
     _fetch_state: dict[TP, tuple[int | None, int | None, int | None]] = field(default_factory=dict)
     _fetch_state_at: float = 0.0
     _delivered_at: dict[TP, float] = field(default_factory=dict)
+    _pending_peak: int = 0
 
     # -- input (called by the consumer's fetch loop, on the event loop) -------------------------
 
@@ -120,6 +121,10 @@ class WorkerApp:
         self._delivered_at[tp] = now
         wall_ms = int(time.time() * 1000)
         dls = self.processor.ingest_batch(tp.topic, tp.partition, records, batch, wall_ms, now, wall_ms)
+        pending = self.processor.pending()
+        if pending > self._pending_peak:
+            self._pending_peak = pending
+            self.metrics.pending_peak.set(pending)
         for dl in dls:
             self._queue_deadletter(dl)
         if tp not in self.paused and \
@@ -389,6 +394,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # catching-up worker's memory); the merge queues bound what is decoded, a fetched batch
         # (~1,000 events at 256 KiB) may overshoot that bound once before fetching pauses
         consumer_max_fetch_size=256 * 1024,
+        # records handed over per fetch round (all partitions): the rest stays in aiokafka's fetch
+        # buffer as raw bytes, parsed when taken. A broker may answer far beyond the fetch size
+        # (Tansu's first fetch of a backlog held ~180k records); handed over at once they were all
+        # parsed, decoded and queued in the merge whatever its bound (a 600k-event catch-up
+        # queued 130-155k events: 270 MiB RSS; with this, 35-80k and ~190 MiB). A partition's
+        # queue thus holds at most about twice its bound before its fetching pauses.
+        broker_max_poll_records=settings.max_queued_per_partition,
         table_standby_replicas=0,
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,

@@ -79,6 +79,10 @@ class WorkerMetrics:
             ["topic"], registry=registry)
         self.pending = Gauge(
             "livecue_aligner_pending", "Events waiting in the cross-topic aligner.", registry=registry)
+        self.pending_peak = Gauge(
+            "livecue_aligner_pending_peak",
+            "Most events waiting in the cross-topic aligner at once since start (what sizes the "
+            "memory of a catch-up: ~0.8 KB each).", registry=registry)
 
     def consumed(self, topic: str, etype: str, n: int = 1) -> None:
         # Per-batch path: resolve the labelled child once (labels() costs ~1 µs a call).

@@ -20,6 +20,7 @@ from livecue.broker import EmbeddedBroker
 from livecue.config import Settings
 from livecue.sim.backtest import run_backtest
 from livecue.sim.show import generate
+from schemas.events import INPUT_TOPICS
 from stream.playbook import default_playbook
 
 from harness import collect, fresh_broker, metric_value, produce, records_of, start_worker
@@ -90,12 +91,18 @@ async def test_many_room_backlog_catch_up_equals_backtest_with_no_forced_release
         assert released == len(records)
         assert metric_value(text, "livecue_aligner_forced_total") == 0
         pauses = metric_value(text, "livecue_partition_pauses_total")
+        peak = metric_value(text, "livecue_aligner_pending_peak")
         if mode == "backlog":
             assert pauses > 0, "precondition: the merge queue bound paused fetching"
+            # memory of a catch-up: a fetch round hands over at most one queue bound of records
+            # (the rest stays raw in the fetch buffer), so a topic-partition's queue never holds
+            # more than twice the bound, however much one fetch brought
+            bound = settings.max_queued_per_partition
+            assert bound < peak <= 2 * bound * len(INPUT_TOPICS) * 8, (peak, bound)
         log = (tmp_path / "worker.log").read_text(errors="replace")
         for marker in ("Traceback", "Crashed", "pump failed"):
             assert marker not in log, f"{marker!r} in the worker log:\n{w.log_tail()}"
         print(f"{mode}: {len(records)} events, {ROOMS} rooms, 8 partitions, {len(expected)} cues, "
-              f"forced releases 0, {pauses:.0f} fetch pauses")
+              f"forced releases 0, {pauses:.0f} fetch pauses, at most {peak:.0f} events queued")
     finally:
         w.stop()

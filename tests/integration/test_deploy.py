@@ -45,6 +45,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "livecue_consumer_lag": ("gauge", ("topic", "partition")),
     "livecue_seconds_since_last_commit": ("gauge", ()),
     "livecue_aligner_pending": ("gauge", ()),
+    "livecue_aligner_pending_peak": ("gauge", ()),
     "livecue_aligner_forced_total": ("counter", ("topic",)),
     "livecue_events_released_total": ("counter", ()),
     "livecue_send_failures_total": ("counter", ("kind",)),
