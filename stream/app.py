@@ -399,7 +399,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # (Tansu's first fetch of a backlog held ~180k records); handed over at once they were all
         # parsed, decoded and queued in the merge whatever its bound (a 600k-event catch-up
         # queued 130-155k events: 270 MiB RSS; with this, 35-80k and ~190 MiB). A partition's
-        # queue thus holds at most about twice its bound before its fetching pauses.
+        # queue thus holds at most about twice its bound before its fetching pauses. The price:
+        # a dense catch-up (10 rooms) does ~10 % fewer events/s; its worker waits on fetches more
+        # (busy 0.77 vs 0.86 of a core), as a round now takes from only some partitions.
         broker_max_poll_records=settings.max_queued_per_partition,
         table_standby_replicas=0,
         web_enabled=settings.web_port > 0,
