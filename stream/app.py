@@ -391,17 +391,18 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # room) or a second of room_stats stalled the pump one broker round trip per 16 KiB
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         # prefetch per input partition (Faust's default 4 MiB x 6 topics x partitions dominated a
-        # catching-up worker's memory); the merge queues bound what is decoded, a fetched batch
-        # (~1,000 events at 256 KiB) may overshoot that bound once before fetching pauses
+        # catching-up worker's memory)
         consumer_max_fetch_size=256 * 1024,
-        # records handed over per fetch round (all partitions): the rest stays in aiokafka's fetch
-        # buffer as raw bytes, parsed when taken. A broker may answer far beyond the fetch size
-        # (Tansu's first fetch of a backlog held ~180k records); handed over at once they were all
-        # parsed, decoded and queued in the merge whatever its bound (a 600k-event catch-up
-        # queued 130-155k events: 270 MiB RSS; with this, 35-80k and ~190 MiB). A partition's
-        # queue thus holds at most about twice its bound before its fetching pauses. The price:
-        # a dense catch-up (10 rooms) does ~10 % fewer events/s; its worker waits on fetches more
-        # (busy 0.77 vs 0.86 of a core), as a round now takes from only some partitions.
+        # What bounds what is decoded: records handed over per fetch round (all partitions); the
+        # rest stays in aiokafka's fetch buffer as raw bytes, parsed when taken. A broker may
+        # answer far beyond the fetch size (Tansu's first fetch of a backlog held ~180k records);
+        # handed over at once they were all parsed, decoded and queued in the merge whatever its
+        # bound (a 600k-event catch-up queued 130-155k events: 270 MiB RSS; with this, 35-80k and
+        # ~190 MiB). A partition's queue thus holds at most about twice its bound before its
+        # fetching pauses. The price: a dense catch-up (10 rooms) does ~10 % fewer events/s; its
+        # worker waits on fetches more (busy 0.77 vs 0.86 of a core): aiokafka fetches a
+        # partition again only once its buffer is empty, so less is fetched ahead (a bound per
+        # partition instead of per round did not help: 0.72-0.75).
         broker_max_poll_records=settings.max_queued_per_partition,
         table_standby_replicas=0,
         web_enabled=settings.web_port > 0,
