@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -316,8 +317,10 @@ class WorkerApp:
         for group in self._groups:
             if all(_succeeded(s.future) for s in group.sends):
                 ack = self.app.batch_consumer().tracker.ack
-                for h in group.handles:
-                    ack(h)
+                # one handle per record; a batch's records are acked together (a C-level tally,
+                # not a call per record)
+                for h, n in Counter(group.handles).items():
+                    ack(h, n)
             else:
                 keep.append(group)
         self._groups = keep

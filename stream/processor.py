@@ -32,10 +32,10 @@ import orjson
 
 from schemas.decode import decoder_for
 from schemas.errors import InvalidEvent
-from schemas.events import INPUT_TOPICS, Event
+from schemas.events import INPUT_TOPICS, TOPIC_OF_TYPE, Event
 from schemas.outputs import Cue, DeadLetter, RoomStats
 from stream.core import RoomState, dump_state, load_state, new_state, snapshot, state_size, step_many
-from stream.core.align import PartitionGroup
+from stream.core.align import TOPIC_RANK, PartitionGroup
 
 __all__ = ["Processor", "Outputs", "Record", "reason_code", "encode_room_value", "decode_room_value"]
 
@@ -59,6 +59,10 @@ def reason_code(reason: str) -> str:
 #: records, and they were a quarter of what each one held (1,032 -> 768 bytes a record). The
 #: key of a decoded event is its ``room_id``, UTF-8 (the decoder checked it).
 Record = tuple[Event, str, int, Any, Any, float]
+#: the one event type of an input topic that carries one (its consumed count needs no per-record tally)
+_ONLY_TYPE: dict[str, str] = {
+    t: types[0] for t in INPUT_TOPICS
+    if len(types := [et for et, tp in TOPIC_OF_TYPE.items() if tp == t]) == 1}
 
 
 @dataclass(slots=True)
@@ -159,30 +163,39 @@ class Processor:
             decode = self._decoders[topic] = decoder_for(topic)
         horizon = wall_ms + self._max_future_ms
         dls: list[DeadLetter] = []
-        counts: dict[str, int] = {}
         m = self.metrics
-        queued: list[tuple[int, int, Record]] = []
+        rank = TOPIC_RANK[topic]
+        # queue entries built here, once per record (the merge's own form: see push_entries)
+        entries: list[tuple[tuple[int, int, int], int, Record]] = []
+        append = entries.append
         for r in records:
-            offset, key, value = r.offset, r.key, r.value
+            offset, value = r.offset, r.value
             try:
-                event = decode(value, key)
-                if event.ts > horizon:
+                event = decode(value, r.key)
+                ts = event.ts
+                if ts > horizon:
                     raise InvalidEvent(
                         f"ts: more than {self._max_future_ms // 1000} s ahead of the worker's clock", "ts")
             except InvalidEvent as exc:
                 if m:
                     m.decode_failure(topic, reason_code(exc.reason))
                 self._deadletter_handles.append(handle)
-                dls.append(DeadLetter.of(topic, partition, offset, key, value, exc.reason, exc.field, wall_ms))
+                dls.append(DeadLetter.of(topic, partition, offset, r.key, value, exc.reason, exc.field, wall_ms))
                 continue
-            et = event.type
-            counts[et] = counts.get(et, 0) + 1
-            queued.append((event.ts, offset, (event, topic, offset, value, handle, received)))
-        if queued:
-            self._group(partition).push_many(topic, queued, now_ms)
-        if m and counts:
-            for etype, n in counts.items():
-                m.consumed(topic, etype, n)
+            append(((ts, rank, offset), now_ms, (event, topic, offset, value, handle, received)))
+        if entries:
+            self._group(partition).push_entries(topic, entries, now_ms)
+            if m:
+                only = _ONLY_TYPE.get(topic)
+                if only is not None:  # one event type on this topic: no per-record count
+                    m.consumed(topic, only, len(entries))
+                else:
+                    counts: dict[str, int] = {}
+                    for e in entries:
+                        et = e[2][0].type
+                        counts[et] = counts.get(et, 0) + 1
+                    for etype, n in counts.items():
+                        m.consumed(topic, etype, n)
         return dls
 
     def mark_caught_up(self, topic: str, partition: int, at_ms: int | None) -> None:
