@@ -45,8 +45,11 @@ clock. Keys are plain tuples and the queues plain deques: this is the worker's p
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable
+from itertools import islice, repeat, starmap
+from operator import gt, itemgetter
 from typing import Any, Final
 
 from schemas.events import INPUT_TOPICS
@@ -56,6 +59,12 @@ __all__ = ["TOPIC_RANK", "order_key", "canonical_order", "PartitionGroup"]
 TOPIC_RANK: Final[dict[str, int]] = {t: i for i, t in enumerate(INPUT_TOPICS)}
 _UNREAD: Final = -1  # caught_up marker: the topic-partition has unread records (or is unknown)
 _FAR_PAST: Final = -(2**62)
+_KEY: Final = itemgetter(0)  # a queue entry's merge key
+_PAYLOAD: Final = itemgetter(2)
+
+
+def _offset(entry: tuple[tuple[int, int, int], int, Any]) -> int:
+    return entry[0][2]
 
 
 def order_key(ts: int, topic: str, seq: int) -> tuple[int, int, int]:
@@ -91,10 +100,10 @@ class PartitionGroup:
     """
 
     __slots__ = ("topics", "max_idle_ms", "grace_ms", "outlier_ms", "_queues",
-                 "_caught_up", "forced", "outliers", "_n", "_idle_since")
+                 "_caught_up", "forced", "outliers", "_n", "_idle_since", "_descents", "_latest", "fast")
 
     def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 100,
-                 outlier_ms: int = 3_600_000) -> None:
+                 outlier_ms: int = 3_600_000, fast: bool = True) -> None:
         self.topics = tuple(topics)
         self.max_idle_ms = max_idle_ms
         self.grace_ms = min(grace_ms, max_idle_ms)
@@ -110,6 +119,14 @@ class PartitionGroup:
         #: records released by the max-idle bound while a topic still had unread records, by topic
         self.forced: dict[str, int] = {}
         self._n = 0
+        #: per topic, offsets (ascending) of queued records whose key is below their
+        #: predecessor's (their ts went back): where a queue stops being sorted
+        self._descents: dict[str, deque[int]] = {t: deque() for t in self.topics}
+        #: the latest arrival pushed (a wall clock can step back: see _bulk)
+        self._latest = _FAR_PAST
+        #: take sorted runs in bulk when every queue holds records (see _bulk); False: one
+        #: head at a time only (the reference the property tests compare it with)
+        self.fast = fast
 
     def __len__(self) -> int:
         return self._n
@@ -123,11 +140,28 @@ class PartitionGroup:
 
     def push_many(self, topic: str, records: Iterable[tuple[int, int, Any]], now_ms: int) -> None:
         """Append ``(ts, offset, payload)`` records of one topic, in offset order."""
-        q = self._queues[topic]
         rank = TOPIC_RANK.get(topic, len(TOPIC_RANK))
-        n = len(q)
-        q.extend([((ts, rank, offset), now_ms, payload) for ts, offset, payload in records])
-        self._n += len(q) - n
+        self.push_entries(topic, [((ts, rank, offset), now_ms, payload) for ts, offset, payload in records], now_ms)
+
+    def push_entries(self, topic: str, entries: list[tuple[tuple[int, int, int], int, Any]],
+                     now_ms: int) -> None:
+        """Append records of one topic, in offset order, already in queue form
+        ``((ts, TOPIC_RANK[topic], offset), now_ms, payload)``: the worker builds them as it
+        decodes a batch (one tuple less per record than :meth:`push_many`)."""
+        if not entries:
+            return
+        q = self._queues[topic]
+        # where the queue's keys go down (a ts earlier than the record before it): compared in C,
+        # entry against entry (keys are unique within a topic, so the key decides)
+        if q and entries[0] < q[-1]:
+            self._descents[topic].append(entries[0][0][2])
+        if len(entries) > 1 and any(map(gt, entries, islice(entries, 1, None))):
+            self._descents[topic].extend(entries[j][0][2] for j in range(1, len(entries))
+                                         if entries[j] < entries[j - 1])
+        q.extend(entries)
+        self._n += len(entries)
+        if now_ms > self._latest:
+            self._latest = now_ms
 
     def drop_from(self, topic: str, offset: int) -> int:
         """Forget ``topic``'s queued records at ``offset`` and after (the consumer went back to
@@ -138,6 +172,9 @@ class PartitionGroup:
             q.pop()
             n += 1
         self._n -= n
+        descents = self._descents[topic]
+        while descents and descents[-1] >= offset:
+            descents.pop()
         return n
 
     def mark_caught_up(self, topic: str, at_ms: int | None) -> None:
@@ -151,6 +188,12 @@ class PartitionGroup:
         grace_line = now_ms - self.grace_ms
         idle_line = now_ms - self.max_idle_ms
         while self._n:
+            if self.fast and self._latest <= now_ms and all(queues.values()):
+                taken = self._bulk(out)
+                if taken:
+                    self._n -= taken
+                    self._idle_since = None
+                    continue
             # the smallest head, the runner-up head, and what the empty queues allow
             best_q = None
             best_k: tuple[int, int, int] | None = None
@@ -227,12 +270,57 @@ class PartitionGroup:
                     self.forced[t] = self.forced.get(t, 0) + taken
         return out
 
+    def _bulk(self, out: list[Any]) -> int:
+        """Every queue holds records, none arrived after now: release what the head-by-head
+        merge would release until a queue runs out, in one sort, and return how many (0: not
+        here, the caller goes head by head).
+
+        Each queue's sorted prefix (up to its first descent) is a run; the merge of the runs
+        takes every record keyed at most ``limit``, the smallest of the runs' last keys, and
+        then the queue that ends there runs out. Nothing else can stop it: no queue is empty, no
+        record arrived after now, and if the heads it passes through are all within
+        ``outlier_ms`` of each other no head is an outlier and no run is cut short."""
+        queues = self._queues
+        descents = self._descents
+        runs: list[tuple[deque[Any], int]] = []
+        limit: tuple[int, int, int] | None = None
+        for t, q in queues.items():
+            d = descents[t]
+            head_offset = q[0][0][2]
+            while d and d[0] <= head_offset:  # a descent at the head is the start of a run
+                d.popleft()
+            n = bisect_left(q, d[0], key=_offset) if d else len(q)
+            last = q[n - 1][0]
+            if limit is None or last < limit:
+                limit = last
+            runs.append((q, n))
+        heads = [q[0][0][0] for q, _ in runs]
+        lo, hi = min(heads), max(heads)
+        takes: list[int] = []
+        for q, n in runs:
+            k = bisect_right(q, limit, 0, n, key=_KEY)
+            takes.append(k)
+            if k:  # the heads it passes through: its taken records and the one after them
+                hi = max(hi, q[k - 1][0][0], q[k][0][0] if k < len(q) else hi)
+        if hi - lo > self.outlier_ms:
+            return 0
+        taken: list[Any] = []
+        for (q, _n), k in zip(runs, takes, strict=True):
+            if k:
+                taken.extend(islice(q, 0, k))
+                deque(starmap(q.popleft, repeat((), k)), maxlen=0)
+        taken.sort(key=_KEY)
+        out.extend(map(_PAYLOAD, taken))
+        return len(taken)
+
     def drain(self) -> list[Any]:
         """Remove and return everything, merged (revocation / shutdown)."""
         merged = heapq.merge(*(list(q) for q in self._queues.values()), key=lambda r: r[0])
         out = [p for _, _, p in merged]
         for q in self._queues.values():
             q.clear()
+        for d in self._descents.values():
+            d.clear()
         self._n = 0
         return out
 

@@ -230,3 +230,117 @@ def test_records_that_arrived_after_now_wait_when_the_clock_stepped_back() -> No
         g.mark_caught_up(t, 100)
     assert g.pop_ready(now_ms=50) == []
     assert len(g.pop_ready(now_ms=100)) == 12
+
+
+# -- the bulk path: runs taken in one sort must release exactly what head by head would -----
+
+
+class CountingGroup(PartitionGroup):
+    """A partition group that counts what its bulk path released."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.bulk_released = 0
+
+    def _bulk(self, out: list[object]) -> int:
+        n = super()._bulk(out)
+        self.bulk_released += n
+        return n
+
+
+@st.composite
+def operations(draw: st.DrawFn) -> list[tuple]:
+    """Pushes of several records (ts going back now and then, the odd far-future head),
+    polls, rewinds and releases, with a wall clock that sometimes steps back."""
+    ops: list[tuple] = []
+    next_offset = {t: 0 for t in TOPICS}
+    stream_ts = {t: 0 for t in TOPICS}
+    now = 0
+    for _ in range(draw(st.integers(5, 60))):
+        kind = draw(st.sampled_from(["push", "push", "push", "push", "poll", "pop", "pop", "rewind"]))
+        if kind == "push":
+            t = draw(st.sampled_from(TOPICS))
+            recs = []
+            for _ in range(draw(st.integers(1, 8))):
+                step = draw(st.one_of(st.integers(0, 20), st.integers(-30, -1), st.just(5 * OUTLIER)))
+                ts = max(0, stream_ts[t] + step)
+                if step < 5 * OUTLIER:
+                    stream_ts[t] = ts
+                recs.append((ts, next_offset[t], f"{t}#{next_offset[t]}"))
+                next_offset[t] += 1
+            ops.append(("push", t, recs, now))
+        elif kind == "poll":
+            ops.append(("poll", draw(st.sampled_from(TOPICS)), draw(st.one_of(st.none(), st.just(now)))))
+        elif kind == "rewind":
+            t = draw(st.sampled_from(TOPICS))
+            at = draw(st.integers(0, max(0, next_offset[t])))
+            ops.append(("rewind", t, at))
+            next_offset[t] = at  # read again from there (the records may differ: a new draw)
+        else:
+            ops.append(("pop", now))
+        now = max(0, now + draw(st.one_of(st.integers(0, 40), st.integers(-20, -1))))
+    for t in TOPICS:
+        ops.append(("poll", t, now + 1000))
+    ops.append(("pop", now + 1000))
+    return ops
+
+
+def replay_ops(g: PartitionGroup, ops: list[tuple]) -> list[object]:
+    trace: list[object] = []
+    for op in ops:
+        if op[0] == "push":
+            g.push_many(op[1], op[2], now_ms=op[3])
+        elif op[0] == "poll":
+            g.mark_caught_up(op[1], op[2])
+        elif op[0] == "rewind":
+            trace.append(("dropped", g.drop_from(op[1], op[2])))
+        else:
+            trace.append(("released", g.pop_ready(now_ms=op[1])))
+        trace.append((len(g), {t: g.queued(t) for t in TOPICS}, dict(g.forced), g.outliers))
+    return trace
+
+
+@settings(max_examples=500, deadline=None)
+@given(ops=operations(), grace=st.integers(0, 50), idle=st.sampled_from([60, 200, NEVER]))
+def test_bulk_release_is_exactly_the_head_by_head_merge(ops: list[tuple], grace: int, idle: int) -> None:
+    bulk = CountingGroup(TOPICS, max_idle_ms=idle, grace_ms=grace, outlier_ms=OUTLIER)
+    one_by_one = PartitionGroup(TOPICS, max_idle_ms=idle, grace_ms=grace, outlier_ms=OUTLIER, fast=False)
+    assert replay_ops(bulk, ops) == replay_ops(one_by_one, ops)
+
+
+def test_bulk_path_takes_sorted_runs_and_stops_at_a_descent_or_an_outlier() -> None:
+    # every queue holds records: the bulk path releases up to the smallest run end
+    g = CountingGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0, outlier_ms=OUTLIER)
+    for t in TOPICS:
+        g.push_many(t, [(ts, i, f"{t}@{ts}") for i, ts in enumerate((10, 20, 30, 5, 40))], now_ms=0)
+        g.mark_caught_up(t, 0)
+    out = g.pop_ready(now_ms=0)
+    # each queue is a run 10, 20, 30, then one 5, 40 (ts went back): the first sort takes every
+    # key up to the room's 30 (the smallest run end: rank 0); then the room's next run starts
+    # with its 5, which goes before every other 30, and so on topic by topic
+    assert out == ([f"{t}@{ts}" for ts in (10, 20) for t in TOPICS]
+                   + [f"{t}@{ts}" for t in TOPICS for ts in (30, 5)]
+                   + [f"{t}@40" for t in TOPICS])
+    assert g.bulk_released >= 13
+    # a bulk release ends where a queue runs out (then head by head: an empty queue's rules)
+    h = CountingGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0, outlier_ms=OUTLIER)
+    for t in TOPICS:
+        h.push_many(t, [(10, 0, f"{t}@10"), (20, 1, f"{t}@20")] + ([(30, 2, f"{t}@30")] if t != TOPICS[0] else []),
+                    now_ms=0)
+        h.mark_caught_up(t, 0)
+    assert h.pop_ready(now_ms=0) == [f"{t}@{ts}" for ts in (10, 20, 30) for t in TOPICS if ts < 30 or t != TOPICS[0]]
+    assert h.bulk_released == 7  # every 10 and the room's 20: then the room's queue is empty
+    # a record that would become a head far ahead of the others keeps the bulk path out: the
+    # outlier rule decides, head by head
+    f = CountingGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0, outlier_ms=OUTLIER)
+    for t in TOPICS:
+        mid = (10 * OUTLIER, 1, "far") if t == "live.chat" else (20, 1, f"{t}@20")
+        f.push_many(t, [(10, 0, f"{t}@10"), mid, (30, 2, f"{t}@30")], now_ms=0)
+        f.mark_caught_up(t, 0)
+    out = f.pop_ready(now_ms=0)
+    assert out == (["live.room@10", "live.viewers@10", "live.chat@10", "far"]
+                   + [f"{t}@10" for t in TOPICS[3:]]
+                   + [f"{t}@{ts}" for ts in (20, 30) for t in TOPICS if (t, ts) != ("live.chat", 20)])
+    # head by head up to "far" (the outlier goes first); after it, one bulk sort of the rest up
+    # to the room's 30 (three 10s, five 20s, the room's 30), then the room's queue is empty
+    assert f.bulk_released == 9
