@@ -38,6 +38,10 @@ records by that key, so each room sees its own events sorted by ``(ts, rank, pos
 backtest. No per-room frontier is kept: an event the core later rejects (far in the future, say)
 moves nothing but its own place in the merge.
 
+While every queue of a group holds records (most of a catch-up), the same merge is done in
+bulk: each queue's sorted prefix is a run, and everything up to the smallest run end goes in one
+sort (:meth:`PartitionGroup._bulk`); a property test holds it equal to the head-by-head loop.
+
 Times are *processing* time passed in by the caller as ``now_ms``: this module never reads a
 clock. Keys are plain tuples and the queues plain deques: this is the worker's per-record path.
 """

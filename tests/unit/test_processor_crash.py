@@ -120,6 +120,23 @@ class World:
         self.start()
 
 
+def run_to_end_and_check_state(w: World, n: int) -> None:
+    """Fetch rounds of ``n`` records per topic, processed, acknowledged and committed, without
+    faults, to the end of every log; then each room's state equals a recomputation."""
+    for _ in range(200):
+        for t in TOPICS:
+            w.fetch(t, n)
+        w.process_and_flush()
+        while w.inflight:
+            w.broker_acks()
+        w.commit()
+        if all(w.committed[t] == len(LOGS[t]) for t in TOPICS):
+            break
+    assert all(w.committed[t] == len(LOGS[t]) for t in TOPICS)
+    for room in ROOMS:
+        assert dump_state(decode_room_value(w.table[room])[1]) == expected_state(room)
+
+
 OPS = st.one_of(
     st.tuples(st.just("fetch"), st.sampled_from(TOPICS), st.integers(1, 40)),
     st.tuples(st.just("round"), st.just(""), st.integers(5, 120)),
@@ -141,19 +158,7 @@ def test_any_interleaving_commits_safely_and_applies_each_record_once(ops: list[
          "cycle": lambda: w.cycle(n),
          "process": w.process_and_flush, "ack": w.broker_acks,
          "commit": w.commit, "crash": w.crash, "revoke": w.revoke}[op]()
-    # then run to the end without faults
-    for _ in range(200):
-        for t in TOPICS:
-            w.fetch(t, 50)
-        w.process_and_flush()
-        while w.inflight:
-            w.broker_acks()
-        w.commit()
-        if all(w.committed[t] == len(LOGS[t]) for t in TOPICS):
-            break
-    assert all(w.committed[t] == len(LOGS[t]) for t in TOPICS)
-    for room in ROOMS:
-        assert dump_state(decode_room_value(w.table[room])[1]) == expected_state(room)
+    run_to_end_and_check_state(w, 50)
     want = set()
     for room in ROOMS:
         items = [(r.topic, e.ts, e) for r, e in zip(RECORDS, _EVENTS) if e.room_id == room]
@@ -174,11 +179,4 @@ def test_records_applied_before_a_crash_are_skipped_when_read_again() -> None:
     assert applied >= 50 and all(w.committed[t] == 0 for t in TOPICS), \
         f"precondition: state of {applied} records written, nothing committed"
     w.crash()
-    for _ in range(200):
-        w.cycle(45)
-        w.commit()
-        if all(w.committed[t] == len(LOGS[t]) for t in TOPICS):
-            break
-    assert all(w.committed[t] == len(LOGS[t]) for t in TOPICS)
-    for room in ROOMS:
-        assert dump_state(decode_room_value(w.table[room])[1]) == expected_state(room)
+    run_to_end_and_check_state(w, 45)
