@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -188,16 +189,10 @@ class Processor:
         if entries:
             self._group(partition).push_entries(topic, entries, now_ms)
             if m:
-                only = _ONLY_TYPE.get(topic)
-                if only is not None:  # one event type on this topic: no per-record count
-                    m.consumed(topic, only, len(entries))
-                else:
-                    counts: dict[str, int] = {}
-                    for e in entries:
-                        et = e[2][0].type
-                        counts[et] = counts.get(et, 0) + 1
-                    for etype, n in counts.items():
-                        m.consumed(topic, etype, n)
+                only = _ONLY_TYPE.get(topic)  # one event type on this topic: no per-record count
+                counts = {only: len(entries)} if only is not None else Counter(e[2][0].type for e in entries)
+                for etype, n in counts.items():
+                    m.consumed(topic, etype, n)
         return dls
 
     def mark_caught_up(self, topic: str, partition: int, at_ms: int | None) -> None:
