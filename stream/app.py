@@ -156,6 +156,10 @@ class WorkerApp:
     def on_fetch_state(self, states: dict[TP, tuple[int | None, int | None, int | None]]) -> None:
         self._fetch_state = states
         self._fetch_state_at = time.monotonic()
+        # a round may confirm a quiet topic-partition caught up, which is what queued events wait
+        # for: pump now rather than at the next 20 ms tick
+        if self.wake is not None and self.processor.pending():
+            self.wake.set()
 
     def _update_caught_up(self) -> None:
         states = self._fetch_state

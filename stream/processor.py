@@ -25,9 +25,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
@@ -62,6 +62,7 @@ def reason_code(reason: str) -> str:
 #: key of a decoded event is its ``room_id``, UTF-8 (the decoder checked it).
 Record = tuple[Event, str, int, Any, Any, float]
 _EVENT, _TOPIC, _OFFSET, _HANDLE = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(4)
+_TIMESTAMP = attrgetter("timestamp")  # a fetched record's producer (or broker append) time, ms
 #: the one event type of an input topic that carries one (its consumed count needs no per-record tally)
 _ONLY_TYPE: dict[str, str] = {
     t: types[0] for t in INPUT_TOPICS
@@ -118,7 +119,7 @@ class Processor:
         playbook_for: Callable[[str], Any],
         load_room: Callable[[str], bytes | None],
         max_idle_ms: int,
-        grace_ms: int = 100,
+        grace_ms: int = 50,
         metrics: Any = None,
         max_future_ms: int = 300_000,
         max_rooms: int = 10_000,
@@ -155,7 +156,7 @@ class Processor:
         return g
 
     def ingest_batch(
-        self, topic: str, partition: int, records: Iterable[Any], handle: Any,
+        self, topic: str, partition: int, records: Sequence[Any], handle: Any,
         now_ms: int, received: float, wall_ms: int,
     ) -> list[DeadLetter]:
         """Decode one fetched batch (objects with ``offset``, ``key``, ``value``, in offset order)
@@ -168,6 +169,14 @@ class Processor:
         dls: list[DeadLetter] = []
         m = self.metrics
         rank = TOPIC_RANK[topic]
+        group = self._group(partition)
+        # ready for the merge: grace_ms after the newest producer stamp of the batch (see
+        # PartitionGroup.ready_at); records without one (not from a broker) count from now
+        try:
+            created: int | None = max(map(_TIMESTAMP, records), default=None)
+        except AttributeError:
+            created = None
+        ready = group.ready_at(now_ms, created)
         # queue entries built here, once per record (the merge's own form: see push_entries)
         entries: list[tuple[tuple[int, int, int], int, Record]] = []
         append = entries.append
@@ -185,9 +194,9 @@ class Processor:
                 self._deadletter_handles.append(handle)
                 dls.append(DeadLetter.of(topic, partition, offset, r.key, value, exc.reason, exc.field, wall_ms))
                 continue
-            append(((ts, rank, offset), now_ms, (event, topic, offset, value, handle, received)))
+            append(((ts, rank, offset), ready, (event, topic, offset, value, handle, received)))
         if entries:
-            self._group(partition).push_entries(topic, entries, now_ms)
+            group.push_entries(topic, entries)
             if m:
                 only = _ONLY_TYPE.get(topic)  # one event type on this topic: no per-record count
                 counts = {only: len(entries)} if only is not None else Counter(e[2][0].type for e in entries)

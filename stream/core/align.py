@@ -21,8 +21,13 @@ a head while another topic-partition of the group is empty but could still deliv
   long, legitimately); a release forced by that bound is counted in
   :attr:`PartitionGroup.forced`, the one case where order can depend on timing (a fetch that
   stalls for seconds);
-- empty and caught up (a poll made after the head arrived found nothing more to read): wait
-  ``grace_ms`` from the head's arrival for records still in flight from producers, then go on.
+- empty and caught up (nothing more to read): the head waits until it is *ready*, ``grace_ms``
+  after its producer stamped it (records a producer sent earlier are on the broker by then:
+  its ``linger.ms`` plus a produce request; ready at once when it arrived later than that, never
+  later than ``grace_ms`` after its arrival, see :meth:`PartitionGroup.ready_at`), and until a
+  poll made at or after that moment found the empty topic-partition caught up; then it goes.
+  With ``grace_ms`` 0 this is KIP-695 with ``max.task.idle.ms`` 0: no wait for a topic-partition
+  the broker has nothing more of.
 
 An *outlier*, a head dated more than ``outlier_ms`` past every other head (the heads are fixed
 by the records once none is missing), goes first, at once: one record dated far ahead (a wrong
@@ -38,8 +43,8 @@ records by that key, so each room sees its own events sorted by ``(ts, rank, pos
 backtest. No per-room frontier is kept: an event the core later rejects (far in the future, say)
 moves nothing but its own place in the merge.
 
-While every queue of a group holds records (most of a catch-up), the same merge is done in
-bulk: each queue's sorted prefix is a run, and everything up to the smallest run end goes in one
+While every queue of a group holds records, the heads decide alone: nothing waits. That is
+most of a catch-up, and there the same merge is done in bulk: each queue's sorted prefix is a run, and everything up to the smallest run end goes in one
 sort (:meth:`PartitionGroup._bulk`); a property test holds it equal to the head-by-head loop.
 
 Times are *processing* time passed in by the caller as ``now_ms``: this module never reads a
@@ -63,6 +68,7 @@ __all__ = ["TOPIC_RANK", "order_key", "canonical_order", "PartitionGroup"]
 TOPIC_RANK: Final[dict[str, int]] = {t: i for i, t in enumerate(INPUT_TOPICS)}
 _UNREAD: Final = -1  # caught_up marker: the topic-partition has unread records (or is unknown)
 _FAR_PAST: Final = -(2**62)
+_FAR_FUTURE: Final = 2**62
 _KEY: Final = itemgetter(0)  # a queue entry's merge key
 _PAYLOAD: Final = itemgetter(2)
 
@@ -96,15 +102,16 @@ def canonical_order(items: Iterable[tuple[str, int, Any]]) -> list[Any]:
 class PartitionGroup:
     """Merges one partition's input topic-partitions by head key, with a bounded wait.
 
-    ``push(topic, ts, offset, payload, now_ms)`` appends a record to its topic's queue (records
-    of a topic must be pushed in offset order); ``mark_caught_up(topic, at_ms)`` says a poll at
-    ``at_ms`` found the topic-partition fully read (``None``: it has unread records);
+    ``push(topic, ts, offset, payload, now_ms, created_ms)`` appends a record that arrived at
+    ``now_ms`` (stamped ``created_ms`` by its producer, None if unknown) to its topic's queue
+    (records of a topic must be pushed in offset order); ``mark_caught_up(topic, at_ms)`` says a
+    poll at ``at_ms`` found the topic-partition fully read (``None``: it has unread records);
     ``pop_ready(now_ms)`` returns the payloads that may be released, in merge order. See the
     module docstring for the rule.
     """
 
     __slots__ = ("topics", "max_idle_ms", "grace_ms", "outlier_ms", "_queues",
-                 "_caught_up", "forced", "outliers", "_n", "_idle_since", "_descents", "_latest", "fast")
+                 "_caught_up", "forced", "outliers", "_n", "_idle_since", "_descents", "fast")
 
     def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 100,
                  outlier_ms: int = 3_600_000, fast: bool = True) -> None:
@@ -116,7 +123,7 @@ class PartitionGroup:
         self.outliers = 0
         #: when the merge began waiting for a topic-partition with unread records (None: not)
         self._idle_since: int | None = None
-        # topic -> deque of (key, arrived_ms, payload)
+        # topic -> deque of (key, ready_ms, payload): ready_ms from ready_at()
         self._queues: dict[str, deque[tuple[tuple[int, int, int], int, Any]]] = {
             t: deque() for t in self.topics}
         self._caught_up: dict[str, int] = {t: _UNREAD for t in self.topics}
@@ -126,8 +133,6 @@ class PartitionGroup:
         #: per topic, offsets (ascending) of queued records whose key is below their
         #: predecessor's (their ts went back): where a queue stops being sorted
         self._descents: dict[str, deque[int]] = {t: deque() for t in self.topics}
-        #: the latest arrival pushed (a wall clock can step back: see _bulk)
-        self._latest = _FAR_PAST
         #: take sorted runs in bulk when every queue holds records (see _bulk); False: one
         #: head at a time only (the reference the property tests compare it with)
         self.fast = fast
@@ -139,19 +144,34 @@ class PartitionGroup:
         """Records waiting in one topic's queue (the caller pauses fetching when it is full)."""
         return len(self._queues[topic])
 
-    def push(self, topic: str, ts: int, offset: int, payload: Any, now_ms: int) -> None:
-        self.push_many(topic, ((ts, offset, payload),), now_ms)
+    def ready_at(self, now_ms: int, created_ms: int | None) -> int:
+        """When a record that arrived at ``now_ms``, stamped ``created_ms`` by its producer, is
+        ready to go past quiet topic-partitions: ``grace_ms`` after it was produced (what its
+        producers sent before it has reached the broker by then), at once if it arrived later
+        than that, and never later than ``grace_ms`` after its arrival (a producer clock running
+        ahead). An unknown stamp (None, or not after the epoch) counts from the arrival."""
+        if created_ms is None or created_ms <= 0 or created_ms >= now_ms:
+            return now_ms + self.grace_ms
+        ready = created_ms + self.grace_ms
+        return ready if ready > now_ms else now_ms
 
-    def push_many(self, topic: str, records: Iterable[tuple[int, int, Any]], now_ms: int) -> None:
-        """Append ``(ts, offset, payload)`` records of one topic, in offset order."""
+    def push(self, topic: str, ts: int, offset: int, payload: Any, now_ms: int,
+             created_ms: int | None = None) -> None:
+        self.push_many(topic, ((ts, offset, payload),), now_ms, created_ms)
+
+    def push_many(self, topic: str, records: Iterable[tuple[int, int, Any]], now_ms: int,
+                  created_ms: int | None = None) -> None:
+        """Append ``(ts, offset, payload)`` records of one topic, in offset order, that arrived at
+        ``now_ms``; ``created_ms``: the latest producer stamp among them (None: unknown)."""
         rank = TOPIC_RANK.get(topic, len(TOPIC_RANK))
-        self.push_entries(topic, [((ts, rank, offset), now_ms, payload) for ts, offset, payload in records], now_ms)
+        ready = self.ready_at(now_ms, created_ms)
+        self.push_entries(topic, [((ts, rank, offset), ready, payload) for ts, offset, payload in records])
 
-    def push_entries(self, topic: str, entries: list[tuple[tuple[int, int, int], int, Any]],
-                     now_ms: int) -> None:
+    def push_entries(self, topic: str, entries: list[tuple[tuple[int, int, int], int, Any]]) -> None:
         """Append records of one topic, in offset order, already in queue form
-        ``((ts, TOPIC_RANK[topic], offset), now_ms, payload)``: the worker builds them as it
-        decodes a batch (one tuple less per record than :meth:`push_many`)."""
+        ``((ts, TOPIC_RANK[topic], offset), ready_ms, payload)`` with ``ready_ms`` from
+        :meth:`ready_at`: the worker builds them as it decodes a batch (one tuple less per
+        record than :meth:`push_many`)."""
         if not entries:
             return
         q = self._queues[topic]
@@ -164,8 +184,6 @@ class PartitionGroup:
                                          if entries[j] < entries[j - 1])
         q.extend(entries)
         self._n += len(entries)
-        if now_ms > self._latest:
-            self._latest = now_ms
 
     def drop_from(self, topic: str, offset: int) -> int:
         """Forget ``topic``'s queued records at ``offset`` and after (the consumer went back to
@@ -189,10 +207,9 @@ class PartitionGroup:
         out: list[Any] = []
         queues = self._queues
         caught_up = self._caught_up
-        grace_line = now_ms - self.grace_ms
         idle_line = now_ms - self.max_idle_ms
         while self._n:
-            if self.fast and self._latest <= now_ms and all(queues.values()):
+            if self.fast and all(queues.values()):
                 taken = self._bulk(out)
                 if taken:
                     self._n -= taken
@@ -202,7 +219,7 @@ class PartitionGroup:
             best_q = None
             best_k: tuple[int, int, int] | None = None
             second_k: tuple[int, int, int] | None = None
-            confirmed = now_ms  # arrivals up to this were confirmed by a poll of every empty queue
+            confirmed = now_ms  # ready times up to this were confirmed by a poll of every empty queue
             empty = False
             unread: list[str] = []
             far_q = None
@@ -235,11 +252,11 @@ class PartitionGroup:
                     self._idle_since = now_ms
                 allowed = now_ms if now_ms - self._idle_since >= self.max_idle_ms else _FAR_PAST
             elif empty:
-                # quiet topics, confirmed by a poll after the record arrived: wait only the grace
-                # for records in flight (a poll older than the record proves nothing: max idle)
-                allowed = max(min(confirmed, grace_line), idle_line)
+                # quiet topics: a head goes once it is ready and a poll of every empty queue at
+                # or after that found nothing more (a poll older proves nothing: max idle)
+                allowed = max(confirmed, idle_line)
             else:
-                allowed = now_ms
+                allowed = _FAR_FUTURE  # every head is known: nothing to wait for
             if not unread:
                 self._idle_since = None
             if outlier is not None:  # first, once the heads are all known (same wait rule)
@@ -256,10 +273,10 @@ class PartitionGroup:
             # own that is far ahead stops the run at once: the next round judges it)
             taken = 0
             while best_q:
-                k, arrived, payload = best_q[0]
+                k, ready, payload = best_q[0]
                 if second_k is not None and k > second_k:
                     break
-                if arrived > allowed:
+                if ready > allowed:
                     break
                 if taken and floor is not None and k[0] < floor:
                     break  # judged again by the next round (another head is now an outlier)
@@ -275,15 +292,15 @@ class PartitionGroup:
         return out
 
     def _bulk(self, out: list[Any]) -> int:
-        """Every queue holds records, none arrived after now: release what the head-by-head
-        merge would release until a queue runs out, in one sort, and return how many (0: not
-        here, the caller goes head by head).
+        """Every queue holds records: release what the head-by-head merge would release until a
+        queue runs out, in one sort, and return how many (0: not here, the caller goes head by
+        head).
 
         Each queue's sorted prefix (up to its first descent) is a run; the merge of the runs
         takes every record keyed at most ``limit``, the smallest of the runs' last keys, and
-        then the queue that ends there runs out. Nothing else can stop it: no queue is empty, no
-        record arrived after now, and if the heads it passes through are all within
-        ``outlier_ms`` of each other no head is an outlier and no run is cut short."""
+        then the queue that ends there runs out. Nothing else can stop it: no queue is empty (so
+        nothing waits), and if the heads it passes through are all within ``outlier_ms`` of
+        each other no head is an outlier and no run is cut short."""
         queues = self._queues
         descents = self._descents
         runs: list[tuple[deque[Any], int]] = []
@@ -327,8 +344,3 @@ class PartitionGroup:
             d.clear()
         self._n = 0
         return out
-
-    def oldest_wait_ms(self, now_ms: int) -> int:
-        """How long the longest-waiting head has waited (0 when empty)."""
-        arrivals = [q[0][1] for q in self._queues.values() if q]
-        return now_ms - min(arrivals) if arrivals else 0

@@ -35,10 +35,14 @@ def test_empty_topic_with_unread_records_holds_everything_until_max_idle() -> No
     assert g.forced == {}
     g.push("live.room", 150, 0, "room@150", now_ms=60)
     # live.room delivered: the smallest head goes at once; once viewers' queue is empty (it is
-    # caught up) the rest waits the grace from its arrival (0), then goes in key order
+    # caught up) the rest waits until ready (the grace from its arrival at 0) and a poll of the
+    # viewers made then, and goes in key order
     assert g.pop_ready(now_ms=60) == ["live.viewers@100"]
-    assert g.pop_ready(now_ms=99) == []
-    assert g.pop_ready(now_ms=100) == [f"{t}@100" for t in TOPICS[2:]]
+    g.mark_caught_up("live.viewers", 99)
+    assert g.pop_ready(now_ms=120) == []  # a poll before the records were ready proves nothing
+    for t in TOPICS[1:]:  # (each queue the merge empties on the way needs it too)
+        g.mark_caught_up(t, 100)
+    assert g.pop_ready(now_ms=120) == [f"{t}@100" for t in TOPICS[2:]]
     assert g.forced == {}
 
 
@@ -76,23 +80,68 @@ def test_max_idle_counts_from_when_the_merge_stood_still_not_from_arrival() -> N
     assert sum(g.forced.values()) >= 1
 
 
+def _poll_all_but(g: PartitionGroup, topic: str, at_ms: int) -> None:
+    for t in TOPICS:
+        if t != topic:
+            g.mark_caught_up(t, at_ms)
+
+
 def test_caught_up_topics_hold_a_record_only_for_the_grace() -> None:
     g = PartitionGroup(TOPICS, max_idle_ms=1000, grace_ms=100)
-    g.push("live.chat", 100, 0, "chat", now_ms=10)
-    for t in TOPICS:
-        if t != "live.chat":
-            g.mark_caught_up(t, 5)  # a poll from before the record arrived proves nothing
+    g.push("live.chat", 100, 0, "chat", now_ms=10)  # no producer stamp: ready at 10 + 100
+    _poll_all_but(g, "live.chat", 5)  # a poll from before the record arrived proves nothing
     assert g.pop_ready(now_ms=150) == []
-    for t in TOPICS:
-        if t != "live.chat":
-            g.mark_caught_up(t, 20)
-    assert g.pop_ready(now_ms=100) == []  # grace for records still in flight
+    _poll_all_but(g, "live.chat", 20)
+    assert g.pop_ready(now_ms=150) == []  # a poll before it is ready proves nothing either
+    _poll_all_but(g, "live.chat", 110)
     assert g.pop_ready(now_ms=110) == ["chat"]
     assert g.forced == {}
     g.push("live.chat", 200, 1, "chat2", now_ms=120)
-    assert g.pop_ready(now_ms=1119) == []  # the polls (at 20) predate it: wait up to max idle
-    assert g.pop_ready(now_ms=1120) == ["chat2"]
+    assert g.pop_ready(now_ms=1219) == []  # the polls (at 110) predate it: wait up to max idle
+    assert g.pop_ready(now_ms=1220) == ["chat2"]  # max idle after it was ready
     assert g.forced == {}  # nothing was unread: not counted as forced
+
+
+def test_ready_counts_the_grace_from_the_producer_stamp_within_bounds() -> None:
+    g = PartitionGroup(TOPICS, max_idle_ms=1000, grace_ms=50)
+    assert g.ready_at(1000, 990) == 1040  # produced 10 ms before it arrived: 40 ms to go
+    assert g.ready_at(1000, 950) == 1000  # in flight for the whole grace already: ready now
+    assert g.ready_at(1000, 10) == 1000  # an old record (a backlog): ready now
+    assert g.ready_at(1000, 1000) == 1050  # stamped as it arrived: the whole grace
+    assert g.ready_at(1000, 5000) == 1050  # a producer clock ahead: never past arrival + grace
+    assert g.ready_at(1000, None) == 1050  # no stamp: from the arrival
+    assert g.ready_at(1000, -1) == 1050  # Kafka's "no timestamp"
+    assert g.ready_at(1000, 0) == 1050
+    assert PartitionGroup(TOPICS, max_idle_ms=1000, grace_ms=0).ready_at(1000, 990) == 1000
+
+
+def test_a_record_produced_long_before_it_arrived_waits_only_for_a_poll() -> None:
+    # a live record whose way from its producer took longer than the grace: what its producers
+    # sent before it is on the broker, so a poll made once it arrived is enough
+    g = PartitionGroup(TOPICS, max_idle_ms=1000, grace_ms=50)
+    g.push("live.chat", 100, 0, "chat", now_ms=1000, created_ms=930)
+    _poll_all_but(g, "live.chat", 999)
+    assert g.pop_ready(now_ms=1000) == []  # that poll was before it arrived
+    _poll_all_but(g, "live.chat", 1000)
+    assert g.pop_ready(now_ms=1000) == ["chat"]
+    # one produced 20 ms before it arrived waits the 30 ms left of the grace, and a poll then
+    g.push("live.chat", 200, 1, "chat2", now_ms=2000, created_ms=1980)
+    _poll_all_but(g, "live.chat", 2020)
+    assert g.pop_ready(now_ms=2025) == []
+    _poll_all_but(g, "live.chat", 2030)
+    assert g.pop_ready(now_ms=2030) == ["chat2"]
+    assert g.forced == {}
+
+
+def test_nothing_waits_while_every_topic_has_a_head() -> None:
+    # every head known: the smallest goes at once, however recently it arrived (and a wall
+    # clock that stepped back changes nothing)
+    g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=10_000)
+    for i, t in enumerate(TOPICS):
+        g.push(t, 100 + i, 0, f"{t}@{100 + i}", now_ms=5_000)
+        g.push(t, 200 + i, 1, f"{t}@{200 + i}", now_ms=5_000)
+    assert g.pop_ready(now_ms=0) == [f"{t}@{100 + i}" for i, t in enumerate(TOPICS)] + ["live.room@200"]
+    assert len(g) == 5  # live.room ran empty: the rest waits for it (unread)
 
 
 def test_a_far_future_head_goes_at_once_and_does_not_hold_back_its_topic() -> None:
@@ -222,14 +271,13 @@ def test_drop_from_forgets_the_records_read_again() -> None:
 
 
 def test_records_that_arrived_after_now_wait_when_the_clock_stepped_back() -> None:
-    # pushed at 100 (wall clock), released at 50 (it stepped back): nothing may go before its
-    # arrival
+    # pushed at 100 (wall clock), released at 50 (it stepped back): with quiet topics around it
+    # nothing goes before it is ready (with every head known nothing waits: see above)
     g = PartitionGroup(TOPICS, max_idle_ms=NEVER, grace_ms=0)
-    for t in TOPICS:
-        g.push_many(t, [(10, 0, f"{t}@10"), (20, 1, f"{t}@20")], now_ms=100)
-        g.mark_caught_up(t, 100)
+    g.push_many("live.chat", [(10, 0, "chat@10"), (20, 1, "chat@20")], now_ms=100)
+    _poll_all_but(g, "live.chat", 100)
     assert g.pop_ready(now_ms=50) == []
-    assert len(g.pop_ready(now_ms=100)) == 12
+    assert g.pop_ready(now_ms=100) == ["chat@10", "chat@20"]
 
 
 # -- the bulk path: runs taken in one sort must release exactly what head by head would -----
