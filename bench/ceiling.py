@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.events import INPUT_TOPICS
 
-from .common import progress
+from .common import partitions_of, progress
 
 __all__ = ["raw_ceiling"]
 
@@ -26,7 +26,7 @@ async def raw_ceiling(bootstrap: str, n: int, timeout_s: float = 120.0) -> dict[
                          max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
     await c.start()
     try:
-        tps = [TopicPartition(t, p) for t in INPUT_TOPICS for p in sorted(c.partitions_for_topic(t) or ())]
+        tps = await partitions_of(bootstrap, INPUT_TOPICS)
         c.assign(tps)
         await c.seek_to_beginning(*tps)
         got = 0

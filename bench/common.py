@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -57,6 +57,24 @@ async def create_topics_with_configs(bootstrap: str, topics: Iterable[str], part
                                                     topic_configs=dict(configs or {})) for t in wanted])
     finally:
         await admin.close()
+
+
+async def partitions_of(bootstrap: str, topics: Iterable[str], timeout_s: float = 30.0) -> list[TopicPartition]:
+    """Every partition of ``topics``, asked of the broker by name (a fresh aiokafka consumer's
+    ``partitions_for_topic`` is empty on Apache Kafka until it has asked for those topics)."""
+    from livecue.broker import topic_partitions
+
+    wanted = list(topics)
+    deadline = time.monotonic() + timeout_s
+    while True:  # Apache Kafka creates a topic asynchronously: it may not be described yet
+        counts = await topic_partitions(bootstrap, wanted)
+        missing = [t for t in wanted if not counts.get(t)]
+        if not missing:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics not on the broker after {timeout_s:.0f} s: {', '.join(missing)}")
+        await asyncio.sleep(0.2)
+    return [TopicPartition(t, q) for t in wanted for q in range(counts[t])]
 
 
 async def produce_backlog(bootstrap: str, records: Sequence[Record], label: str) -> float:

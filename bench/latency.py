@@ -10,7 +10,10 @@ the wall time from the event that fired the cue being sent to the cue reaching t
 ``now - ts`` for every record: what two Kafka hops cost on this host at that rate, with no work.
 
 p50 / p99 are nearest-rank quantiles in ms. The paced sender is a separate process so that its
-CPU does not delay this process's clock readings.
+CPU does not delay this process's clock readings. Both begin with ``warmup_s`` at the same rate in
+rooms of their own, not measured (the same for e2e and floor): on Apache Kafka the producer's
+delivery latency was ~470 ms for the first 2-3 s of a run and ~10 ms after (librdkafka's own
+figure, 48 topic-partitions at 20,000/s), which is the broker warming up, not the path measured.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -28,7 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from consumers.tokens import MAX_ROOMS, mint
 
-from .common import create_topics_with_configs, hist_quantile, metric_sum, progress, quantile, scrape
+from .common import create_topics_with_configs, hist_quantile, metric_sum, partitions_of, progress, quantile, scrape
 from .pace import rooms_for
 from .worker import CONSUMED, RELEASED
 
@@ -39,11 +43,13 @@ FLOOR_B = "bench.floor.b"
 
 
 async def _pacer(bootstrap: str, rooms: list[str], rate: float, seconds: float,
-                 to_topic: str | None = None) -> asyncio.subprocess.Process:
+                 to_topic: str | None = None, warmup_s: float = 0.0, warmup_prefix: str = "") -> asyncio.subprocess.Process:
     args = [sys.executable, "-m", "bench.pace", "send", "--bootstrap", bootstrap, "--rooms", ",".join(rooms),
             "--rate", str(rate), "--seconds", str(seconds)]
     if to_topic:
         args += ["--to-topic", to_topic]
+    if warmup_s > 0:
+        args += ["--warmup-seconds", str(warmup_s), "--warmup-rooms", ",".join(rooms_for(rate, warmup_prefix))]
     proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
                                                 stdout=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
@@ -54,10 +60,16 @@ async def _pacer(bootstrap: str, rooms: list[str], rate: float, seconds: float,
     return proc
 
 
-async def _go_and_wait(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+async def _go_and_wait(proc: asyncio.subprocess.Process, on_measuring: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Start the paced sender; ``on_measuring`` runs when its warm-up is over."""
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(b"go\n")
     await proc.stdin.drain()
+    line = await proc.stdout.readline()
+    if line.strip() != b"measuring":
+        raise RuntimeError(f"paced sender failed in its warm-up: {line!r}")
+    if on_measuring is not None:
+        on_measuring()
     out = await proc.stdout.read()
     await proc.wait()
     lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
@@ -67,13 +79,28 @@ async def _go_and_wait(proc: asyncio.subprocess.Process) -> dict[str, Any]:
     return result
 
 
-def _summary(lat_ms: list[float], sent: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _summary(lat_ms: list[float], sent: dict[str, Any], extra: dict[str, Any],
+             at_s: list[float] | None = None) -> dict[str, Any]:
     return {
         "offered_eps": round(sent["offered_eps"], 1), "sent": sent["sent"], "producer": sent.get("producer"),
         "samples": len(lat_ms),
         "p50_ms": quantile(lat_ms, 0.50), "p99_ms": quantile(lat_ms, 0.99),
-        "max_ms": max(lat_ms) if lat_ms else None, **extra,
+        "max_ms": max(lat_ms) if lat_ms else None,
+        "per_second": per_second(lat_ms, at_s) if at_s is not None else None, **extra,
     }
+
+
+def per_second(lat_ms: list[float], at_s: list[float]) -> list[dict[str, Any]]:
+    """The latencies by the second of the run they were measured in (from the first): how the
+    path behaves over the run (a broker that slows as it fills, a warm-up)."""
+    if not at_s:
+        return []
+    t0 = min(at_s)
+    by: dict[int, list[float]] = {}
+    for lat, at in zip(lat_ms, at_s, strict=True):
+        by.setdefault(int(at - t0), []).append(lat)
+    return [{"second": sec, "samples": len(v), "p50_ms": quantile(v, 0.5), "max_ms": round(max(v), 1)}
+            for sec, v in sorted(by.items())]
 
 
 def _released(metrics_url: str) -> float:
@@ -94,7 +121,7 @@ async def _screen(ws_url: str, token: str) -> ClientConnection:
 
 
 async def e2e(bootstrap: str, ws_url: str, secret: str, worker_metrics_url: str, rate: float,
-              seconds: float, prefix: str, drain_timeout_s: float = 120.0) -> dict[str, Any]:
+              seconds: float, prefix: str, drain_timeout_s: float = 120.0, warmup_s: float = 0.0) -> dict[str, Any]:
     """Event → cue received by websocket screens at ``rate`` events/s for ``seconds``: one
     controller screen per 64 rooms (a token's limit) of the run's ``rate / 50`` live rooms."""
     room_ids = rooms_for(rate, prefix)
@@ -103,6 +130,7 @@ async def e2e(bootstrap: str, ws_url: str, secret: str, worker_metrics_url: str,
     screens = [await _screen(ws_url, mint(secret, "controller", chunk, 3600, f"bench-{i}", now))
                for i, chunk in enumerate(chunks)]
     lat: list[float] = []
+    at: list[float] = []
     wanted = set(room_ids)
 
     async def read(ws: ClientConnection) -> None:
@@ -111,18 +139,25 @@ async def e2e(bootstrap: str, ws_url: str, secret: str, worker_metrics_url: str,
             m = orjson.loads(raw)
             if m.get("type") == "cue" and m.get("room_id") in wanted and type(m.get("ts")) is int:
                 lat.append(now_ms - m["ts"])
+                at.append(now_ms / 1000)
 
     readers = [asyncio.create_task(read(ws)) for ws in screens]
+    before: dict[str, str] = {}
+
+    def measuring() -> None:  # the worker's own histogram from here on (not the warm-up's cues)
+        before["metrics"] = scrape(worker_metrics_url)
+        progress(f"e2e {rate:,.0f}/s: warm, measuring")
+
     try:
-        pacer = await _pacer(bootstrap, room_ids, rate, seconds)
-        metrics_before = scrape(worker_metrics_url)
+        pacer = await _pacer(bootstrap, room_ids, rate, seconds, warmup_s=warmup_s, warmup_prefix=f"{prefix}w")
         base = _released(worker_metrics_url)
-        progress(f"e2e {rate:,.0f}/s: {len(room_ids)} live rooms, {len(screens)} screens, sending for {seconds:.0f} s")
-        sent = await _go_and_wait(pacer)
+        progress(f"e2e {rate:,.0f}/s: {len(room_ids)} live rooms, {len(screens)} screens, "
+                 f"warming up for {warmup_s:.0f} s, then sending for {seconds:.0f} s")
+        sent = await _go_and_wait(pacer, measuring)
         deadline = time.monotonic() + drain_timeout_s
         drained = False
         while time.monotonic() < deadline:
-            if _released(worker_metrics_url) - base >= sent["sent"]:
+            if _released(worker_metrics_url) - base >= sent["sent"] + sent["warmup_sent"]:
                 drained = True
                 break
             await asyncio.sleep(0.2)
@@ -135,9 +170,11 @@ async def e2e(bootstrap: str, ws_url: str, secret: str, worker_metrics_url: str,
     progress(f"e2e {rate:,.0f}/s: {len(lat)} cues received")
     # where the time goes: the worker's own share (event time -> cue handed to its producer)
     metrics_after = scrape(worker_metrics_url)
+    metrics_before = before.get("metrics", "")
     at_worker = {f"worker_{k}_ms": _ms(hist_quantile(metrics_before, metrics_after, EVENT_TIME_LAG, q))
                  for k, q in (("p50", 0.5), ("p99", 0.99))}
-    return _summary(lat, sent, {"cues": len(lat), "rooms": len(room_ids), "drained": drained, **at_worker})
+    return _summary(lat, sent, {"cues": len(lat), "rooms": len(room_ids), "drained": drained,
+                                "warmup_s": warmup_s, **at_worker}, at)
 
 
 #: the worker's histogram of (cue sent - event time it fired at), seconds
@@ -148,7 +185,8 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeout_s: float = 120.0) -> dict[str, Any]:
+async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeout_s: float = 120.0,
+                warmup_s: float = 0.0) -> dict[str, Any]:
     """Two plain Kafka hops at ``rate`` events/s for ``seconds``: latency of every record."""
     await create_topics_with_configs(bootstrap, (FLOOR_A, FLOOR_B), 8)
     fwd = await asyncio.create_subprocess_exec(
@@ -157,6 +195,7 @@ async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeou
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                          fetch_max_wait_ms=20, auto_offset_reset="latest")
     lat: list[float] = []
+    at: list[float] = []
     seen: set[str] = set()
     dupes = foreign = 0
     try:
@@ -165,23 +204,24 @@ async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeou
         if line.strip() != b"forwarding":
             raise RuntimeError(f"floor forwarder did not start: {line!r}")
         await c.start()
-        tps = [TopicPartition(FLOOR_B, q) for q in sorted(c.partitions_for_topic(FLOOR_B) or ())]
+        tps = await partitions_of(bootstrap, [FLOOR_B])
         c.assign(tps)
         await c.seek_to_end(*tps)
         for tp in tps:
             await c.position(tp)
         rooms = set(rooms_for(rate, prefix))
-        pacer = await _pacer(bootstrap, sorted(rooms), rate, seconds, to_topic=FLOOR_A)
+        pacer = await _pacer(bootstrap, sorted(rooms), rate, seconds, to_topic=FLOOR_A, warmup_s=warmup_s,
+                             warmup_prefix=f"{prefix}w")
         send_task = asyncio.create_task(_go_and_wait(pacer))
-        progress(f"floor {rate:,.0f}/s: sending for {seconds:.0f} s")
-        deadline = time.monotonic() + seconds + timeout_s
+        progress(f"floor {rate:,.0f}/s: warming up for {warmup_s:.0f} s, then sending for {seconds:.0f} s")
+        deadline = time.monotonic() + warmup_s + seconds + timeout_s
         while time.monotonic() < deadline:
             batch = await c.getmany(timeout_ms=100, max_records=10000)
             now_ms = time.time() * 1000
             for msgs in batch.values():
                 for m in msgs:
                     v = orjson.loads(m.value)
-                    if v.get("room_id") not in rooms:  # not this run's (an earlier run's tail)
+                    if v.get("room_id") not in rooms:  # not measured: the warm-up (or an earlier run)
                         foreign += 1
                         continue
                     if v["event_id"] in seen:  # a producer retry's duplicate: the first arrival counts
@@ -189,6 +229,7 @@ async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeou
                         continue
                     seen.add(v["event_id"])
                     lat.append(now_ms - v["ts"])
+                    at.append(now_ms / 1000)
             if send_task.done() and len(lat) >= send_task.result()["sent"]:
                 break
         sent = await send_task
@@ -200,4 +241,5 @@ async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeou
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(fwd.wait(), 10)
     progress(f"floor {rate:,.0f}/s: {len(lat):,} records")
-    return _summary(lat, sent, {"complete": len(lat) >= sent["sent"], "duplicates": dupes, "foreign": foreign})
+    return _summary(lat, sent, {"complete": len(lat) >= sent["sent"], "duplicates": dupes, "foreign": foreign,
+                                "warmup_s": warmup_s}, at)

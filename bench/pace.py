@@ -4,7 +4,10 @@ delay its clock readings.
 ``python -m bench.pace send``: play the opening ``--seconds`` of a simulated live show in each of
 ``--rooms`` rooms at real speed (``--rate`` events/s in all), each event stamped with the wall
 clock (``ts``, epoch ms) as it is sent, to the contract's input topics (``--to-topic`` sends everything to one topic instead: the
-floor's topic A). Prints ``{"sent", "offered_eps"}`` as its last line.
+floor's topic A). Prints ``{"sent", "offered_eps"}`` as its last line. ``--warmup-seconds`` first
+plays that long in the ``--warmup-rooms`` at the same rate, then prints ``measuring`` and goes on
+with the measured rooms without a pause: the path is warm (the broker's JIT, the producer's and
+consumers' connections and batches) when the measured events begin.
 
 ``python -m bench.pace forward``: the floor's middle hop: a plain aiokafka consumer of ``--src``
 that forwards every record unchanged to ``--dst`` (same fetch wait and producer linger as a
@@ -26,6 +29,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from livecue.recording import record_of
 from livecue.sim.show import generate
+
+from .common import partitions_of
 
 __all__ = ["show_events"]
 
@@ -114,31 +119,41 @@ def _sender(bootstrap: str, linger_ms: int) -> _AioSender | _ConfluentSender:
         return _AioSender(bootstrap, linger_ms)
 
 
+async def _play(p: _AioSender | _ConfluentSender, events: list[tuple[float, str, bytes, dict[str, Any]]],
+                to_topic: str | None) -> tuple[int, float]:
+    """Send ``events`` at their offsets from now; returns (sent, seconds it took)."""
+    sent = 0
+    t0 = time.time()
+    n = len(events)
+    while sent < n:
+        now = time.time()
+        now_ms = int(now * 1000)
+        elapsed = now - t0
+        while sent < n and events[sent][0] <= elapsed:
+            _at, topic, key, value = events[sent]
+            value["ts"] = now_ms  # stamped with the wall clock as it is sent
+            await p.send(to_topic or topic, orjson.dumps(value), key)
+            sent += 1
+        await asyncio.sleep(0.002)
+    return sent, time.time() - t0
+
+
 async def _send(bootstrap: str, rooms: list[str], rate: float, seconds: float, to_topic: str | None,
-                linger_ms: int) -> dict[str, Any]:
+                linger_ms: int, warmup_s: float = 0.0, warmup_rooms: list[str] | None = None) -> dict[str, Any]:
     events = show_events(rooms, rate, seconds)
+    warmup = show_events(warmup_rooms, rate, warmup_s, seed=12) if warmup_s > 0 and warmup_rooms else []
     p = _sender(bootstrap, linger_ms)
     await p.start()
     print("ready", flush=True)
     sys.stdin.readline()  # the parent says go once its client listens
-    sent = 0
-    t0 = time.time()
     try:
-        n = len(events)
-        while sent < n:
-            now = time.time()
-            now_ms = int(now * 1000)
-            elapsed = now - t0
-            while sent < n and events[sent][0] <= elapsed:
-                _at, topic, key, value = events[sent]
-                value["ts"] = now_ms  # stamped with the wall clock as it is sent
-                await p.send(to_topic or topic, orjson.dumps(value), key)
-                sent += 1
-            await asyncio.sleep(0.002)
-        elapsed = time.time() - t0
+        warm = (await _play(p, warmup, to_topic))[0] if warmup else 0
+        print("measuring", flush=True)
+        sent, elapsed = await _play(p, events, to_topic)
     finally:
         await p.close()
-    return {"sent": sent, "offered_eps": sent / max(1e-9, elapsed), "producer": type(p).__name__.strip("_")}
+    return {"sent": sent, "offered_eps": sent / max(1e-9, elapsed), "warmup_sent": warm,
+            "producer": type(p).__name__.strip("_")}
 
 
 async def _forward(bootstrap: str, src: str, dst: str, fetch_max_wait_ms: int, linger_ms: int) -> None:
@@ -151,7 +166,7 @@ async def _forward(bootstrap: str, src: str, dst: str, fetch_max_wait_ms: int, l
     await p.start()
     await c.start()
     try:
-        tps = [TopicPartition(src, q) for q in sorted(c.partitions_for_topic(src) or ())]
+        tps = await partitions_of(bootstrap, [src])
         c.assign(tps)
         await c.seek_to_end(*tps)
         for tp in tps:
@@ -177,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--seconds", type=float, required=True)
     s.add_argument("--to-topic", default=None)
     s.add_argument("--linger-ms", type=int, default=5)
+    s.add_argument("--warmup-seconds", type=float, default=0.0)
+    s.add_argument("--warmup-rooms", default="", help="comma-separated room ids of the warm-up")
     f = sub.add_parser("forward")
     f.add_argument("--bootstrap", required=True)
     f.add_argument("--src", required=True)
@@ -185,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--linger-ms", type=int, default=20)
     a = ap.parse_args(argv)
     if a.cmd == "send":
-        result = asyncio.run(_send(a.bootstrap, a.rooms.split(","), a.rate, a.seconds, a.to_topic, a.linger_ms))
+        result = asyncio.run(_send(a.bootstrap, a.rooms.split(","), a.rate, a.seconds, a.to_topic, a.linger_ms,
+                                   a.warmup_seconds, [r for r in a.warmup_rooms.split(",") if r]))
         print(json.dumps(result), flush=True)
     else:
         asyncio.run(_forward(a.bootstrap, a.src, a.dst, a.fetch_max_wait_ms, a.linger_ms))

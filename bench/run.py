@@ -16,6 +16,10 @@ Brokers: one (A) holds the many-room backlog for ceiling, worker and peers; the 
 the two-worker run and the live parts each get a fresh one, so that a fresh consumer group reads
 exactly that part's events. Every figure of a run comes from the same host at the same time.
 
+``--broker kafka`` runs every part on Apache Kafka instead (one KRaft node from Maven Central's
+jars, :class:`livecue.kafka_cluster.KafkaCluster`, a fresh one wherever the embedded broker would
+be fresh): the broker users run, whose fetch cost does not grow with what a partition holds.
+
 Each latency figure (the floor at a rate, e2e at a rate, the fan-out) gets a broker of its own:
 the embedded broker keeps everything in memory and slows as it fills (the floor at 20,000/s run
 three times on the same topics: p99 97, 355, 846 ms), so sharing one would make whichever runs
@@ -39,6 +43,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from livecue.broker import EmbeddedBroker, create_topics
+from livecue.kafka_cluster import KafkaCluster
 from schemas.events import INPUT_TOPICS
 
 from .common import Child, env_with, proc_rss_mb, progress, start_child
@@ -47,6 +52,9 @@ from .peers import PEERS, TOPIC_CONFIGS, PeerUnavailable, run_peer
 from .workload import Workload, dense, many_room
 
 __all__ = ["Options", "PARTS", "run_bench", "KEYS", "render_table"]
+
+#: what a part runs against: the embedded Tansu, or Apache Kafka (``Options.broker == "kafka"``)
+Broker = EmbeddedBroker | KafkaCluster
 
 PARTS = ("ceiling", "worker", "dense", "quix", "bytewax", "e2e", "floor", "fanout", "rss", "scale")
 ALIASES = {"peers": ("quix", "bytewax"), "latency": ("e2e", "floor"), "all": PARTS}
@@ -66,12 +74,14 @@ class Options:
     partitions: int = 8
     rates: tuple[float, ...] = (2000.0, 20000.0)
     latency_seconds: float = 10.0
+    latency_warmup_s: float = 5.0
     screens: int = 1000
     fanout_cues: int = 10
     parts: tuple[str, ...] = PARTS
     work_dir: Path | None = None
     peer_timeout_s: float = 600.0
     quix_changelog: bool = True
+    broker: str = "tansu"
     command: str = "livecue bench"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -126,8 +136,12 @@ class _Run:
         self.details.setdefault("part_seconds", {})[name] = round(time.monotonic() - t0, 1)
 
     @contextlib.contextmanager
-    def broker(self, name: str) -> Iterator[EmbeddedBroker]:
-        b = EmbeddedBroker(log_path=self.work / f"tansu-{name}.log").start()
+    def broker(self, name: str) -> Iterator[Broker]:
+        b: Broker
+        if self.o.broker == "kafka":
+            b = KafkaCluster(nodes=1, base_dir=self.work / f"kafka-{name}").start()
+        else:
+            b = EmbeddedBroker(log_path=self.work / f"tansu-{name}.log").start()
         try:
             asyncio.run(_create_input_topics(b.bootstrap, self.o.partitions))
             yield b
@@ -141,19 +155,19 @@ class _Run:
             self.details["many_room_workload"] = self._many.describe()
         return self._many
 
-    def produce(self, b: EmbeddedBroker, w: Workload) -> None:
+    def produce(self, b: Broker, w: Workload) -> None:
         from .common import produce_backlog
 
         eps = asyncio.run(produce_backlog(b.bootstrap, w.records, f"{w.name} backlog"))
         self.details.setdefault("produce_eps", {})[w.name] = round(eps)
 
-    def worker_env(self, b: EmbeddedBroker, app_id: str) -> dict[str, str]:
+    def worker_env(self, b: Broker, app_id: str) -> dict[str, str]:
         from .worker import worker_settings_env
 
         return worker_settings_env(b.url, app_id, self.work / f"data-{app_id}",
                                    LIVECUE_PARTITIONS=str(self.o.partitions))
 
-    def catch_up_one(self, b: EmbeddedBroker, w: Workload, label: str) -> dict[str, Any]:
+    def catch_up_one(self, b: Broker, w: Workload, label: str) -> dict[str, Any]:
         from .worker import catch_up, start_worker
 
         app_id = f"bench-{label}-{secrets.token_hex(3)}"
@@ -198,7 +212,7 @@ class _Run:
             self.reasons.setdefault("forced_releases", "no worker run in this bench")
         return self._result(started)
 
-    def _ceiling(self, b: EmbeddedBroker, w: Workload) -> None:
+    def _ceiling(self, b: Broker, w: Workload) -> None:
         from .ceiling import raw_ceiling
 
         c = asyncio.run(raw_ceiling(b.bootstrap, w.events))
@@ -206,7 +220,7 @@ class _Run:
         self.res["ceiling_eps"] = round(c["eps"], 1)
         self.res["ceiling_cpu_us_per_event"] = round(c["cpu_us_per_event"], 2)
 
-    def _worker(self, b: EmbeddedBroker, w: Workload) -> None:
+    def _worker(self, b: Broker, w: Workload) -> None:
         out = self.catch_up_one(b, w, "many-room")
         self.details["worker"] = out
         self._set_eps("worker_eps", "worker_cpu_us_per_event", out, "many-room worker")
@@ -223,7 +237,7 @@ class _Run:
                                  f"({out['progress_metric']}); rate up to the last progress")
         self.res[cpu_key] = round(out["cpu_us_per_event"], 2) if out["cpu_us_per_event"] is not None else None
 
-    def _peer(self, peer: str, b: EmbeddedBroker, w: Workload) -> None:
+    def _peer(self, peer: str, b: Broker, w: Workload) -> None:
         try:
             if peer == "quix" and not self.o.quix_changelog:
                 os.environ["BENCH_QUIX_CHANGELOG"] = "0"
@@ -283,7 +297,7 @@ class _Run:
             self.res["scale_2w_ratio"] = None
 
     @contextlib.contextmanager
-    def live_broker(self, name: str) -> Iterator[EmbeddedBroker]:
+    def live_broker(self, name: str) -> Iterator[Broker]:
         """A fresh broker with every topic of a live run (see the module docstring)."""
         with self.broker(name) as b:
             asyncio.run(create_topics(b.bootstrap, self.o.partitions))
@@ -295,7 +309,8 @@ class _Run:
         runs = []
         for i, rate in enumerate(self.o.rates):
             with self.live_broker(f"floor-{i}") as b:
-                r = asyncio.run(floor(b.bootstrap, rate, self.o.latency_seconds, f"fl{i}-"))
+                r = asyncio.run(floor(b.bootstrap, rate, self.o.latency_seconds, f"fl{i}-",
+                                      warmup_s=self.o.latency_warmup_s))
             runs.append({"rate": rate, **r})
         self.details["floor"] = {"runs": runs}
         top = runs[-1]
@@ -303,7 +318,7 @@ class _Run:
         self.res["floor_p50_ms"] = _r(top["p50_ms"])
 
     @contextlib.contextmanager
-    def gateway(self, b: EmbeddedBroker, name: str) -> Iterator[tuple[Child, str, str]]:
+    def gateway(self, b: Broker, name: str) -> Iterator[tuple[Child, str, str]]:
         """A gateway on ``b``: (child, websocket URL, token secret)."""
         secret = secrets.token_hex(32)
         genv = env_with({"LIVECUE_BROKER": b.url, "LIVECUE_TOKEN_SECRET": secret, "LIVECUE_GATEWAY_PORT": "0",
@@ -331,7 +346,8 @@ class _Run:
                 try:
                     asyncio.run(_wait_group(b.bootstrap, app_id, 1, 90))
                     r = asyncio.run(e2e(b.bootstrap, ws_url, secret, wk.metrics_url, rate, self.o.latency_seconds,
-                                        f"e2e{i}-", drain_timeout_s=max(60.0, rate * self.o.latency_seconds / 1000)))
+                                        f"e2e{i}-", drain_timeout_s=max(60.0, rate * self.o.latency_seconds / 1000),
+                                        warmup_s=self.o.latency_warmup_s))
                 finally:
                     wk.stop()
             runs.append({"rate": rate, **r})
@@ -389,8 +405,9 @@ class _Run:
             "host": {"cpus": os.cpu_count(), "python": platform.python_version(),
                      "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
             "settings": {"events": o.events, "rooms": o.rooms, "dense_rooms": o.dense_rooms,
-                         "partitions": o.partitions, "rates": list(o.rates),
-                         "latency_seconds": o.latency_seconds, "screens": o.screens,
+                         "partitions": o.partitions, "rates": list(o.rates), "broker": o.broker,
+                         "latency_seconds": o.latency_seconds, "latency_warmup_s": o.latency_warmup_s,
+                         "screens": o.screens,
                          "fanout_cues": o.fanout_cues, **o.extra},
             "details": self.details,
             "work_dir": str(self.work),
