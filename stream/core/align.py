@@ -44,8 +44,9 @@ backtest. No per-room frontier is kept: an event the core later rejects (far in 
 moves nothing but its own place in the merge.
 
 While every queue of a group holds records, the heads decide alone: nothing waits. That is
-most of a catch-up, and there the same merge is done in bulk: each queue's sorted prefix is a run, and everything up to the smallest run end goes in one
-sort (:meth:`PartitionGroup._bulk`); a property test holds it equal to the head-by-head loop.
+most of a catch-up, and there the same merge is done in bulk: each queue's sorted prefix is a
+run, and everything up to the smallest run end goes in one sort
+(:meth:`PartitionGroup._bulk`); a property test holds it equal to the head-by-head loop.
 
 Times are *processing* time passed in by the caller as ``now_ms``: this module never reads a
 clock. Keys are plain tuples and the queues plain deques: this is the worker's per-record path.
@@ -113,7 +114,7 @@ class PartitionGroup:
     __slots__ = ("topics", "max_idle_ms", "grace_ms", "outlier_ms", "_queues",
                  "_caught_up", "forced", "outliers", "_n", "_idle_since", "_descents", "fast")
 
-    def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 100,
+    def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 50,
                  outlier_ms: int = 3_600_000, fast: bool = True) -> None:
         self.topics = tuple(topics)
         self.max_idle_ms = max_idle_ms
