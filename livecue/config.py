@@ -160,7 +160,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("fetch_max_wait_ms", _int_range(1, 5000), "20", "longest a fetch waits for data (Faust hard-codes 1500)"),
     Setting("linger_ms", _int_range(0, 1000), "20", "producer linger: batches sends (1 ms overloads Tansu)"),
     Setting("max_task_idle_ms", _int_range(0, 600000), "60000", "longest the merge stands still for an input topic-partition the broker holds unread records of (a failover, an overloaded broker or worker) before it gives up event-time order"),
-    Setting("align_grace_ms", _int_range(0, 60000), "50", "how long after its producer stamped it an event may wait for quiet, caught-up input topics (records its producers sent earlier still on their way): above the producers' linger.ms plus a produce request; raise it for exact replays at --speed max"),
+    Setting("align_grace_ms", _int_range(0, 60000), "50", "how long after it arrived an event may wait for quiet, caught-up input topics (records produced before it still on their way): above the producers' linger.ms plus a produce request; raise it for exact replays at --speed max"),
     Setting("max_queued_per_partition", _int_range(100, 10_000_000), "2500", "events an input topic-partition may queue in the cross-topic merge before its fetching pauses (resumes at half), and the most records one fetch round hands over; ~0.8 KB each while queued"),
     Setting("max_future_ms", _int_range(1000, 86_400_000), "300000", "an event dated more than this ahead of the worker's wall clock is dead-lettered (a clock gone wrong must not move a room's time)"),
     Setting("max_cached_rooms", _int_range(10, 10_000_000), "10000", "rooms a worker keeps decoded in memory; least recently used ones beyond it are reloaded from the table when they return"),

@@ -27,7 +27,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -62,7 +62,6 @@ def reason_code(reason: str) -> str:
 #: key of a decoded event is its ``room_id``, UTF-8 (the decoder checked it).
 Record = tuple[Event, str, int, Any, Any, float]
 _EVENT, _TOPIC, _OFFSET, _HANDLE = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(4)
-_TIMESTAMP = attrgetter("timestamp")  # a fetched record's producer (or broker append) time, ms
 #: the one event type of an input topic that carries one (its consumed count needs no per-record tally)
 _ONLY_TYPE: dict[str, str] = {
     t: types[0] for t in INPUT_TOPICS
@@ -170,13 +169,9 @@ class Processor:
         m = self.metrics
         rank = TOPIC_RANK[topic]
         group = self._group(partition)
-        # ready for the merge: grace_ms after the newest producer stamp of the batch (see
-        # PartitionGroup.ready_at); records without one (not from a broker) count from now
-        try:
-            created: int | None = max(map(_TIMESTAMP, records), default=None)
-        except AttributeError:
-            created = None
-        ready = group.ready_at(now_ms, created)
+        # ready for the merge: grace_ms after arrival, whatever the producer stamped (see
+        # PartitionGroup.ready_at and the module docstring of stream.core.align)
+        ready = group.ready_at(now_ms)
         # queue entries built here, once per record (the merge's own form: see push_entries)
         entries: list[tuple[tuple[int, int, int], int, Record]] = []
         append = entries.append

@@ -102,34 +102,20 @@ def test_caught_up_topics_hold_a_record_only_for_the_grace() -> None:
     assert g.forced == {}  # nothing was unread: not counted as forced
 
 
-def test_ready_counts_the_grace_from_the_producer_stamp_within_bounds() -> None:
-    g = PartitionGroup(TOPICS, max_idle_ms=1000, grace_ms=50)
-    assert g.ready_at(1000, 990) == 1040  # produced 10 ms before it arrived: 40 ms to go
-    assert g.ready_at(1000, 950) == 1000  # in flight for the whole grace already: ready now
-    assert g.ready_at(1000, 10) == 1000  # an old record (a backlog): ready now
-    assert g.ready_at(1000, 1000) == 1050  # stamped as it arrived: the whole grace
-    assert g.ready_at(1000, 5000) == 1050  # a producer clock ahead: never past arrival + grace
-    assert g.ready_at(1000, None) == 1050  # no stamp: from the arrival
-    assert g.ready_at(1000, -1) == 1050  # Kafka's "no timestamp"
-    assert g.ready_at(1000, 0) == 1050
-    assert PartitionGroup(TOPICS, max_idle_ms=1000, grace_ms=0).ready_at(1000, 990) == 1000
+def test_ready_is_the_grace_after_arrival() -> None:
+    assert PartitionGroup(TOPICS, max_idle_ms=1000, grace_ms=50).ready_at(1000) == 1050
+    assert PartitionGroup(TOPICS, max_idle_ms=1000, grace_ms=0).ready_at(1000) == 1000
+    assert PartitionGroup(TOPICS, max_idle_ms=30, grace_ms=50).ready_at(1000) == 1030  # capped by max idle
 
 
-def test_a_record_produced_long_before_it_arrived_waits_only_for_a_poll() -> None:
-    # a live record whose way from its producer took longer than the grace: what its producers
-    # sent before it is on the broker, so a poll made once it arrived is enough
+def test_a_record_waits_the_grace_after_its_arrival_and_a_poll_after_that() -> None:
     g = PartitionGroup(TOPICS, max_idle_ms=1000, grace_ms=50)
-    g.push("live.chat", 100, 0, "chat", now_ms=1000, created_ms=930)
-    _poll_all_but(g, "live.chat", 999)
-    assert g.pop_ready(now_ms=1000) == []  # that poll was before it arrived
-    _poll_all_but(g, "live.chat", 1000)
-    assert g.pop_ready(now_ms=1000) == ["chat"]
-    # one produced 20 ms before it arrived waits the 30 ms left of the grace, and a poll then
-    g.push("live.chat", 200, 1, "chat2", now_ms=2000, created_ms=1980)
-    _poll_all_but(g, "live.chat", 2020)
-    assert g.pop_ready(now_ms=2025) == []
-    _poll_all_but(g, "live.chat", 2030)
-    assert g.pop_ready(now_ms=2030) == ["chat2"]
+    g.push("live.chat", 100, 0, "chat", now_ms=1000)
+    _poll_all_but(g, "live.chat", 1040)
+    assert g.pop_ready(now_ms=1045) == []  # not ready until 1050
+    assert g.pop_ready(now_ms=1060) == []  # ready, but the polls (1040) came before that
+    _poll_all_but(g, "live.chat", 1050)
+    assert g.pop_ready(now_ms=1050) == ["chat"]
     assert g.forced == {}
 
 
