@@ -107,11 +107,10 @@ class PartitionGroup:
     """Merges one partition's input topic-partitions by head key, with a bounded wait.
 
     ``push(topic, ts, offset, payload, now_ms)`` appends a record that arrived at ``now_ms`` to
-    its topic's queue
-    (records of a topic must be pushed in offset order); ``mark_caught_up(topic, at_ms)`` says a
-    poll at ``at_ms`` found the topic-partition fully read (``None``: it has unread records);
-    ``pop_ready(now_ms)`` returns the payloads that may be released, in merge order. See the
-    module docstring for the rule.
+    its topic's queue (records of a topic must be pushed in offset order);
+    ``mark_caught_up(topic, at_ms)`` says a poll at ``at_ms`` found the topic-partition fully read
+    (``None``: it has unread records); ``pop_ready(now_ms)`` returns the payloads that may be
+    released, in merge order. See the module docstring for the rule.
     """
 
     __slots__ = ("topics", "max_idle_ms", "grace_ms", "outlier_ms", "_queues",
