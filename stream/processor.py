@@ -320,8 +320,7 @@ class Processor:
             if room is None:
                 continue
             sent[room_id] = now
-            st = snapshot(room.state, self._playbook_for(room_id))
-            out.append(dataclasses.replace(st, emitted_at=wall_ms))
+            out.append(snapshot(room.state, self._playbook_for(room_id), wall_ms))
         return out
 
     def flush(self, now: float | None = None) -> Outputs:

@@ -84,7 +84,7 @@ class SkuState:
     """One SKU of the session's lineup, its stock and its short-window funnel."""
 
     __slots__ = ("sku_id", "name", "role", "price_cents", "stock", "managed", "held", "sold",
-                 "ring", "zero_since", "memo")
+                 "ring", "zero_since", "memo", "push_key", "release_key")
 
     def __init__(self, sku_id: str, name: str, role: str, price_cents: int, stock: int) -> None:
         self.sku_id = sku_id
@@ -103,6 +103,9 @@ class SkuState:
         self.zero_since = 0
         #: (cur_b, short-window sums of ``ring``) until the ring is written again (not dumped).
         self.memo: tuple[int, list[int]] | None = None
+        #: its cue episodes' keys, built once (every tick looked them up by concatenation)
+        self.push_key = "push_stock|" + sku_id
+        self.release_key = "release_orders|" + sku_id
 
     def to_list(self) -> list[Any]:
         return [self.sku_id, self.name, self.role, self.price_cents, self.stock, self.managed,
@@ -161,7 +164,7 @@ class RoomState:
         "tier", "prev_tier", "tier_since", "cand", "cand_since", "base_online_sum",
         "base_ipv_sum", "base_n", "stats_k", "due", "episodes",
         "base_chat", "base_intent", "base_missed", "base_ms", "base_skip_b", "memo",
-        "sums_memo",
+        "sums_memo", "uniq_memo",
     )
 
     def __init__(self, room_id: str) -> None:
@@ -221,6 +224,9 @@ class RoomState:
         #: (cur_b, nb, sums of the window's *closed* buckets): valid until the bucket moves on
         #: or an event lands in a closed bucket (``_room_slot``, ``_on_chat``). Not dumped.
         self.sums_memo: tuple[int, int, list[int]] | None = None
+        #: (cur_b, OR of the short window's *closed* buckets' chatter bitmaps as an int): voided
+        #: with ``sums_memo`` (every write to a closed bucket voids both). Not dumped.
+        self.uniq_memo: tuple[int, int] | None = None
 
 
 def new_state(room_id: str) -> RoomState:

@@ -3,14 +3,20 @@ whole-ring sum at every step of simulated shows (the ring with empty, stale and 
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from test_core_properties import PB, ROOM, events
 
 from livecue.sim.show import generate
-from stream.core.engine import _room_sums, step
-from stream.core.state import R_LEN, R_ONLINE, R_STAMP, new_state
+from schemas.outputs import RoomStats, SkuStats
+from stream.core.engine import _MIN, _r, _room_sums, _sku_sums, _span, _unpaid, step
+from stream.core.state import (
+    R_CART, R_CHAT, R_ENTERED, R_GMV, R_INTENT, R_LEFT, R_LEN, R_LIKES, R_ONLINE, R_ORDERS, R_STAMP, S_CART,
+    S_ORDERS, S_UNITS, new_state,
+)
 from stream.playbook import default_playbook
 
 
@@ -110,6 +116,48 @@ def test_remembered_window_sums_equal_a_scan_at_every_step() -> None:
     assert hits > 1000 and late > 100, "the remembered sums were used, and late events came"
 
 
+def test_remembered_unique_chatters_equal_a_scan_at_every_step() -> None:
+    # the closed buckets' chatter bitmaps are ORed once per bucket and remembered: late chats
+    # (into closed buckets, new bitmaps included) and new sessions must void that
+    import math
+
+    from stream.core.engine import _unique
+
+    def reference(st: object) -> int:
+        acc = 0
+        lo = st.cur_b - st.n_short + 1  # type: ignore[attr-defined]
+        for stamp, bits in zip(st.uniq_stamp, st.uniq_bits):  # type: ignore[attr-defined]
+            if bits is not None and lo <= stamp <= st.cur_b:  # type: ignore[attr-defined]
+                acc |= int.from_bytes(bits, "little")
+        m = st.unique_bits  # type: ignore[attr-defined]
+        zeros = m - acc.bit_count()
+        return 0 if zeros == m else round(m * math.log(m / max(zeros, 1)))
+
+    pb = default_playbook()
+    hits = late = changed = 0
+    for seed, scenario in ((1, "mixed"), (2, "flash_sale"), (7, "steady")):
+        shown = _back_to_back(seed, 2, 400) if scenario == "steady" else \
+            generate(seed, ["uniq-1"], scenario, duration=900, rate=6.0)
+        rnd = random.Random(seed)  # one chat in five arrives up to 25 s late (its ts unchanged)
+        arrive = [ev.ts + (rnd.randint(1, 25_000) if ev.type == "chat" and rnd.random() < 0.2 else 0)
+                  for ev in shown]
+        events = [ev for _, _, ev in sorted(zip(arrive, range(len(shown)), shown))]
+        st = new_state(events[0].room_id)
+        last = -1
+        for ev in events:
+            late += ev.type == "chat" and st.cur_b >= 0 and ev.ts // st.bucket_ms < st.cur_b
+            step(st, ev, pb)
+            if not st.uniq_stamp:
+                continue
+            want = reference(st)
+            for _ in range(2):  # computed, then remembered
+                hits += st.uniq_memo is not None and st.uniq_memo[0] == st.cur_b
+                assert _unique(st) == want, (seed, ev)
+            changed += want != last
+            last = want
+    assert hits > 1000 and late > 100 and changed > 100, "the memo was used, late chats came, counts moved"
+
+
 def _back_to_back(seed: int, shows: int, seconds: float) -> list:
     """``shows`` sessions of one room, each starting in the bucket where the one before ended
     (a room whose shows restart at once: the scale test's steady shows)."""
@@ -186,3 +234,90 @@ def test_every_position_of_a_state_dump_is_named() -> None:
     assert len(doc) == len(DUMP_FIELDS)
     assert doc[DUMP_FIELDS.index("room_id")] == "restart-1"
     assert doc[DUMP_FIELDS.index("base_ipv_sum")] == st.base_ipv_sum
+
+
+def _unique_scan(st: Any) -> int:
+    import math
+    acc = 0
+    lo = st.cur_b - st.n_short + 1
+    for stamp, bits in zip(st.uniq_stamp, st.uniq_bits):
+        if bits is not None and lo <= stamp <= st.cur_b:
+            acc |= int.from_bytes(bits, "little")
+    m = st.unique_bits
+    zeros = m - acc.bit_count()
+    return 0 if zeros == m else round(m * math.log(m / max(zeros, 1)))
+
+
+def _reference_snapshot(st: Any, now: int, pb: Any, sums: list[int]) -> RoomStats:
+    # the snapshot as built before the positional builders: whole-ring scans, constructors
+    span = _span(st, now, st.n_short)
+    f = _MIN / span
+    chat, intent = sums[R_CHAT], sums[R_INTENT]
+    orders_l, unpaid_l = _unpaid(st, 0)
+    old_online = -1
+    lo = st.cur_b - st.n_short + 1
+    oldest = st.cur_b + 1
+    for slot in st.ring:
+        s = slot[R_STAMP]
+        if lo <= s < oldest and slot[R_ONLINE] >= 0:
+            oldest, old_online = s, slot[R_ONLINE]
+    trend = (st.online - old_online) / old_online if old_online > 0 else 0.0
+    skus = []
+    for i, k in enumerate(st.skus):
+        ks = _sku_sums(st, k)
+        units_pm = ks[S_UNITS] * f
+        eta: float | None
+        if k.stock == 0:
+            eta = 0.0
+        elif units_pm > 0:
+            eta = _r(k.stock * 60.0 / units_pm)
+        else:
+            eta = None
+        skus.append(SkuStats(
+            sku_id=k.sku_id, name=k.name, role=k.role, price_cents=k.price_cents, stock=k.stock,
+            on_air=i == st.on_air, held=k.held, sold=k.sold,
+            cart_adds_per_min=_r(ks[S_CART] * f), orders_per_min=_r(ks[S_ORDERS] * f),
+            units_per_min=_r(units_pm),
+            conversion=_r(ks[S_ORDERS] / ks[S_CART]) if ks[S_CART] else None, eta_s=eta,
+        ))
+    return RoomStats(
+        room_id=st.room_id, session_id=st.session_id, ts=now,
+        tier=st.tier,  
+        online=st.online, online_trend=_r(trend), entered_per_min=_r(sums[R_ENTERED] * f),
+        left_per_min=_r(sums[R_LEFT] * f), chat_per_min=_r(chat * f), unique_chatters=_unique_scan(st),
+        intent_per_min=_r(intent * f), intent_share=_r(intent / chat) if chat else 0.0,
+        likes_per_min=_r(sums[R_LIKES] * f), cart_adds_per_min=_r(sums[R_CART] * f),
+        orders_per_min=_r(sums[R_ORDERS] * f), gmv_cents_per_min=round(sums[R_GMV] * f),
+        gmv_cents_total=st.gmv_total, unpaid_share=_r(unpaid_l / orders_l) if orders_l else 0.0,
+        on_air_sku=st.skus[st.on_air].sku_id if st.on_air >= 0 else None, skus=tuple(skus),
+    )
+
+
+
+def test_snapshots_equal_the_reference_construction_at_every_step() -> None:
+    # the snapshot's fast path (positional builders, short-window trend scan, remembered
+    # chatter bitmaps) gives the object (and wire bytes) of a plain whole-ring construction
+    from schemas.decode import encode
+    from stream.core.engine import snapshot
+
+    pb = default_playbook()
+    checked = trends = 0
+    for seed, scenario in ((1, "mixed"), (3, "popularity_drop"), (8, "flash_sale")):
+        shown = generate(seed, ["snap-1"], scenario, duration=600, rate=6.0)
+        rnd = random.Random(seed)  # some audience events arrive up to 25 s late
+        arrive = [ev.ts + (rnd.randint(1, 25_000) if ev.type in ("chat", "like", "viewers", "cart_add")
+                           and rnd.random() < 0.15 else 0) for ev in shown]
+        events = [ev for _, _, ev in sorted(zip(arrive, range(len(shown)), shown))]
+        st = new_state("snap-1")
+        for i, ev in enumerate(events):
+            step(st, ev, pb)
+            if not st.ring or i % 3:
+                continue
+            got = snapshot(st, pb, 1234)
+            want = dataclasses.replace(_reference_snapshot(st, st.max_ts, pb, _room_sums(st, st.n_short)),
+                                       emitted_at=1234)
+            assert got == want, (seed, i)
+            assert encode(got) == encode(want)
+            checked += 1
+            trends += got.online_trend != 0.0
+    assert checked > 500 and trends > 100, "snapshots with moving audiences were compared"
