@@ -389,8 +389,8 @@ def _on_stock_set(st: RoomState, ev: StockSet, pb: Playbook, out: StepResult) ->
     else:
         # Stock put back: the SKU's selling and release episodes are over (a new one may start
         # at once, and speaks once its cooldown has passed).
-        for kind in ("push_stock|", "release_orders|"):
-            ep = st.episodes.get(kind + k.sku_id)
+        for key in (k.push_key, k.release_key):
+            ep = st.episodes.get(key)
             if ep is not None:
                 ep.active = False
     k.stock, k.managed, k.held = ev.stock, True, ev.stock == 0
@@ -570,8 +570,12 @@ def _sku_sums(st: RoomState, sku: SkuState) -> list[int]:
 
 def _span(st: RoomState, now: int, nb: int) -> float:
     """Milliseconds the last ``nb`` buckets cover up to ``now`` (at least one bucket)."""
-    begin = max((st.cur_b - nb + 1) * st.bucket_ms, st.started_ts)
-    return float(max(now - begin, st.bucket_ms))
+    bucket = st.bucket_ms
+    begin = (st.cur_b - nb + 1) * bucket
+    if st.started_ts > begin:  # conditionals, not max(): called for every SKU of every tick
+        begin = st.started_ts
+    span = now - begin
+    return float(span if span > bucket else bucket)
 
 
 def _ipv(sums: list[int], span: float, online: int, pb: Playbook) -> float:
