@@ -17,7 +17,7 @@ from schemas.events import INPUT_TOPICS
 
 from .common import partitions_of, progress
 
-__all__ = ["raw_ceiling"]
+__all__ = ["raw_ceiling", "median_read"]
 
 
 async def raw_ceiling(bootstrap: str, n: int, timeout_s: float = 120.0) -> dict[str, Any]:
@@ -50,3 +50,13 @@ async def raw_ceiling(bootstrap: str, n: int, timeout_s: float = 120.0) -> dict[
         raise RuntimeError(f"ceiling consumer read {got} of {n} events in {timeout_s:.0f} s")
     progress(f"ceiling: {got:,} events in {wall:.2f} s")
     return {"eps": counted / wall, "cpu_us_per_event": cpu * 1e6 / counted, "events": got}
+
+
+def median_read(reads: list[dict[str, Any]]) -> dict[str, Any]:
+    """The read with the median events/s (the upper one of an even count), with every read's
+    events/s as ``reads_eps`` in the order they ran."""
+    if not reads:
+        raise ValueError("no ceiling reads")
+    out = dict(sorted(reads, key=lambda r: r["eps"])[len(reads) // 2])
+    out["reads_eps"] = [round(r["eps"], 1) for r in reads]
+    return out

@@ -103,6 +103,9 @@ def test_peers_are_numbers_or_null_with_a_reason(tiny_run: tuple[Any, dict[str, 
 def test_ratios_follow_from_the_figures(tiny_run: tuple[Any, dict[str, Any], Path]) -> None:
     _proc, res, _chart = tiny_run
     assert res["worker_share_of_ceiling"] == pytest.approx(res["worker_eps"] / res["ceiling_eps"], rel=1e-2)
+    reads = res["details"]["ceiling"]["reads_eps"]  # the ceiling is the median of its reads
+    assert len(reads) == 3 and all(r > 0 for r in reads)
+    assert res["ceiling_eps"] == pytest.approx(sorted(reads)[1], rel=1e-3)
     assert res["e2e_over_floor"] == pytest.approx(res["e2e_p99_ms"] / res["floor_p99_ms"], rel=1e-2)
     assert res["scale_2w_ratio"] == pytest.approx(
         res["details"]["scale"]["eps_2w"] / res["worker_eps"], rel=1e-2)
