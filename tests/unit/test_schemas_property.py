@@ -223,3 +223,82 @@ def test_the_worker_s_per_topic_decoder_takes_the_short_way_for_valid_records() 
         assert len(calls) == 1
     finally:
         decoder_module.decode_event = orig  # type: ignore[assignment]
+
+
+def _chat_json(**over: Any) -> dict[str, Any]:
+    base = {"event_id": "e1", "room_id": "r1", "ts": 1_795_176_000_000, "user_id": "u1", "text": "hi",
+            "type": "chat"}
+    base.update(over)
+    return base
+
+
+_CHAT = orjson.dumps(_chat_json())
+_EDGES: list[tuple[str, str, bytes, bool]] = [  # (name, topic, raw, taken)
+    ("valid", "live.chat", _CHAT, True),
+    ("unknown field", "live.chat", orjson.dumps(_chat_json(x=1)), True),
+    ("unknown field 1e999", "live.chat", _CHAT[:-1] + b',"x":1e999}', False),
+    ("unknown field NaN", "live.chat", _CHAT[:-1] + b',"x":NaN}', False),
+    ("unknown field nested 2000 deep", "live.chat", _CHAT[:-1] + b',"x":' + b"[" * 2000 + b"]" * 2000 + b"}", False),
+    ("unknown field 30-digit int", "live.chat", _CHAT[:-1] + b',"x":123456789012345678901234567890}', True),
+    ("duplicate text", "live.chat", _CHAT[:-1] + b',"text":"again"}', True),
+    ("duplicate type, other topic's", "live.chat", _CHAT[:-1] + b',"type":"like"}', False),
+    ("type missing", "live.chat", orjson.dumps({k: v for k, v in _chat_json().items() if k != "type"}), False),
+    ("ts float", "live.chat", _CHAT.replace(b"1795176000000", b"1795176000000.0"), False),
+    ("ts bool", "live.chat", _CHAT.replace(b"1795176000000", b"true"), False),
+    ("ts at TS_MIN", "live.chat", orjson.dumps(_chat_json(ts=946_684_800_000)), True),
+    ("ts below TS_MIN", "live.chat", orjson.dumps(_chat_json(ts=946_684_799_999)), False),
+    ("ts at TS_MAX", "live.chat", orjson.dumps(_chat_json(ts=4_102_444_800_000)), True),
+    ("ts above TS_MAX", "live.chat", orjson.dumps(_chat_json(ts=4_102_444_800_001)), False),
+    ("BOM", "live.chat", b"\xef\xbb\xbf" + _CHAT, False),
+    ("whitespace around", "live.chat", b" \n" + _CHAT + b" \t", True),
+    ("lone surrogate", "live.chat", _CHAT.replace(b'"hi"', b'"\\ud800"'), False),
+    ("surrogate pair", "live.chat", _CHAT.replace(b'"hi"', b'"\\ud83d\\ude00"'), True),
+    ("NUL escape", "live.chat", _CHAT.replace(b'"hi"', b'"a\\u0000b"'), True),
+    ("raw control character", "live.chat", _CHAT.replace(b'"hi"', b'"a\x01b"'), False),
+    ("text 1000 CJK", "live.chat", orjson.dumps(_chat_json(text="好" * 1000)), True),
+    ("text 1001", "live.chat", orjson.dumps(_chat_json(text="好" * 1001)), False),
+    ("text empty", "live.chat", orjson.dumps(_chat_json(text="")), True),
+    ("id 128", "live.chat", orjson.dumps(_chat_json(user_id="u" * 128)), True),
+    ("id 129", "live.chat", orjson.dumps(_chat_json(user_id="u" * 129)), False),
+    ("id empty", "live.chat", orjson.dumps(_chat_json(user_id="")), False),
+    ("id number", "live.chat", orjson.dumps(_chat_json(user_id=5)), False),
+    ("text null", "live.chat", orjson.dumps(_chat_json(text=None)), False),
+    ("not an object", "live.chat", b"[1,2]", False),
+    ("like count 0", "live.likes", orjson.dumps({"event_id": "e", "room_id": "r1", "ts": 1_795_176_000_000,
+                                                "count": 0, "type": "like"}), False),
+    ("like count 1e6", "live.likes", orjson.dumps({"event_id": "e", "room_id": "r1", "ts": 1_795_176_000_000,
+                                                  "count": 1_000_000, "type": "like"}), True),
+    ("order status refunded", "live.orders", orjson.dumps({
+        "event_id": "e", "room_id": "r1", "ts": 1_795_176_000_000, "order_id": "o", "user_id": "u", "sku_id": "s",
+        "qty": 1, "amount_cents": 100, "status": "refunded", "type": "order"}), False),
+    ("order status paid", "live.orders", orjson.dumps({
+        "event_id": "e", "room_id": "r1", "ts": 1_795_176_000_000, "order_id": "o", "user_id": "u", "sku_id": "s",
+        "qty": 1, "amount_cents": 100, "status": "paid", "type": "order"}), True),
+    ("session start (lineup: the checked way)", "live.room", orjson.dumps({
+        "event_id": "e", "room_id": "r1", "ts": 1_795_176_000_000, "session_id": "s", "type": "session_start",
+        "lineup": [{"sku_id": "k", "name": "n", "role": "hero", "price_cents": 1, "stock": 2}]}), True),
+    ("room topic, type missing", "live.room", orjson.dumps({
+        "event_id": "e", "room_id": "r1", "ts": 1_795_176_000_000, "sku_id": "k"}), False),
+    ("room topic, chat type", "live.room", _CHAT, False),
+    ("room topic, unknown field 1e999", "live.room", orjson.dumps({
+        "event_id": "e", "room_id": "r1", "ts": 1_795_176_000_000, "sku_id": "k", "type": "sku_on_air"})[:-1]
+     + b',"x":1e999}', False),
+    ("room topic, unknown field", "live.room", orjson.dumps({
+        "event_id": "e", "room_id": "r1", "ts": 1_795_176_000_000, "sku_id": "k", "type": "sku_on_air", "x": [1]}),
+     True),
+    ("session end", "live.room", orjson.dumps({
+        "event_id": "e", "room_id": "r1", "ts": 1_795_176_000_000, "type": "session_end"}), True),
+    ("sku_on_air on the room topic", "live.room", orjson.dumps({
+        "event_id": "e", "room_id": "r1", "ts": 1_795_176_000_000, "sku_id": "k", "type": "sku_on_air"}), True),
+]
+
+
+@pytest.mark.parametrize(("name", "topic", "raw", "taken"), _EDGES, ids=[e[0] for e in _EDGES])
+def test_the_worker_s_decoder_and_decode_event_agree_on_edge_records(name: str, topic: str, raw: bytes,
+                                                                     taken: bool) -> None:
+    # the records where the short way's parser (msgspec) and the checked way's (orjson) could
+    # part: numbers and nesting orjson refuses in fields nobody reads, duplicate keys, strict
+    # types, every bound at and past its edge, escapes; the same event or the same error
+    got = _outcome(decoder_for(topic), raw, b"r1")
+    assert got == _outcome(decode_event, raw, b"r1", topic), name
+    assert (got[0] == "event") == taken, (name, got)  # the case tests what it says
