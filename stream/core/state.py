@@ -219,7 +219,8 @@ class RoomState:
         self.base_skip_b = -1
         #: Figures derived from the state, kept until what they are derived from changes (not
         #: dumped: a loaded state starts without them). ``(lo, hi)`` -> (orders, unpaid) of
-        #: those buckets; cleared by every order event (the only writer of those counters).
+        #: those buckets; order events (the only writers of those counters) move the entries
+        #: holding the bucket they write (``_unpaid_moved``), a new session clears them.
         self.memo: dict[tuple[int, int], tuple[int, int]] = {}
         #: (cur_b, nb, sums of the window's *closed* buckets): valid until the bucket moves on
         #: or an event lands in a closed bucket (``_room_slot``, ``_on_chat``). Not dumped.

@@ -321,3 +321,35 @@ def test_snapshots_equal_the_reference_construction_at_every_step() -> None:
             checked += 1
             trends += got.online_trend != 0.0
     assert checked > 500 and trends > 100, "snapshots with moving audiences were compared"
+
+
+def test_remembered_order_counts_move_at_the_edges_of_the_long_window() -> None:
+    # an order created in what has become the long window's oldest bucket (lo), or in its newest
+    # (hi), is paid or cancelled while the windows are remembered: the remembered counts move
+    from schemas.events import LineupItem, Order, SessionStart, Viewers
+    from stream.core.engine import _unpaid
+    from stream.core.state import R_ORDERS, R_UNPAID
+
+    pb = default_playbook()
+    t0 = 1_795_176_000_000
+    checked = 0
+    for age_buckets in (0, 1, 30, 58, 59):  # 59 = n_long - 1: the created bucket is lo
+        for final in ("paid", "cancelled"):
+            st = new_state("edge-1")
+            lineup = (LineupItem("k1", "n", "hero", 100, 1000),)
+            step(st, SessionStart("s0", "edge-1", t0, "sess", lineup), pb)
+            step(st, Order("o0", "edge-1", t0 + 10, "A", "u", "k1", 1, 100, "created"), pb)
+            step(st, Order("o1", "edge-1", t0 + 20, "B", "u", "k1", 1, 100, "created"), pb)
+            now = t0 + 20 + age_buckets * st.bucket_ms
+            step(st, Viewers("v0", "edge-1", now, 100, 1, 1), pb)
+            assert st.cur_b - st.n_long + 1 <= t0 // st.bucket_ms, "the order's bucket is still in the window"
+            before = _unpaid(st, 0)  # remembered now
+            assert before == (2, 2)
+            step(st, Order("o2", "edge-1", now, "A", "u", "k1", 1, 100, final), pb)
+            lo, hi = st.cur_b - st.n_long + 1, st.cur_b
+            want = (sum(s[R_ORDERS] for s in st.ring if lo <= s[R_STAMP] <= hi),
+                    sum(s[R_UNPAID] for s in st.ring if lo <= s[R_STAMP] <= hi))
+            assert want == (2, 1), (age_buckets, final)
+            assert _unpaid(st, 0) == want, (age_buckets, final)
+            checked += 1
+    assert checked == 10
