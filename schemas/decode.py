@@ -147,30 +147,44 @@ def _fast_source(etype: str) -> str | None:
     # Built without the class's __init__: a frozen dataclass's sets every field through
     # object.__setattr__ (py-spy: 7 % of a many-room worker); the slots' own descriptors give the
     # same object at a quarter of the cost (tests/unit/test_schemas_decode.py holds them equal).
-    by_name = {name: f"a{i}" for i, (name, _) in enumerate(fields)}
-    sets = []
-    for f in dataclasses.fields(EVENT_CLASSES[etype]):
-        if f.name in by_name:
-            sets.append(f"set_{f.name}(o, {by_name.pop(f.name)})")
-        elif f.default is not dataclasses.MISSING:
-            sets.append(f"set_{f.name}(o, {f.default!r})")
-        else:
-            return None
-    if by_name:
+    sets = _slot_sets(EVENT_CLASSES[etype], {name: f"a{i}" for i, (name, _) in enumerate(fields)})
+    if sets is None:
         return None
     return (f"def fast(obj):\n    try:\n        {'; '.join(loads)}\n    except KeyError:\n        return None\n"
             f"    if {' and '.join(tests)}:\n        o = new(cls); {'; '.join(sets)}\n        return o\n"
             f"    return None\n")
 
 
+def _slot_sets(cls: type, values: dict[str, str]) -> list[str] | None:
+    """``set_<field>(o, <expression>)`` for every field of ``cls``, in order: ``values[name]``
+    where given, else the field's default. None if a field has neither, or a value names no
+    field. The names are bound by :func:`_slot_namespace`."""
+    left = dict(values)
+    sets = []
+    for f in dataclasses.fields(cls):
+        if f.name in left:
+            sets.append(f"set_{f.name}(o, {left.pop(f.name)})")
+        elif f.default is not dataclasses.MISSING:
+            sets.append(f"set_{f.name}(o, {f.default!r})")
+        else:
+            return None
+    return None if left else sets
+
+
+def _slot_namespace(cls: type) -> dict[str, Any]:
+    """``cls``, ``new`` and each field's ``set_<field>`` (the slot's member descriptor) for code
+    generated with :func:`_slot_sets`."""
+    ns: dict[str, Any] = {"cls": cls, "new": object.__new__}
+    for f in dataclasses.fields(cls):
+        ns[f"set_{f.name}"] = cls.__dict__[f.name].__set__
+    return ns
+
+
 def _make_fast(etype: str) -> Callable[[dict[str, Any]], Event | None] | None:
     src = _fast_source(etype)
     if src is None:
         return None
-    cls = EVENT_CLASSES[etype]
-    ns: dict[str, Any] = {"cls": cls, "new": object.__new__}
-    for f in dataclasses.fields(cls):
-        ns[f"set_{f.name}"] = cls.__dict__[f.name].__set__  # the slot's member descriptor
+    ns = _slot_namespace(EVENT_CLASSES[etype])
     exec(compile(src, f"<decode {etype}>", "exec"), ns)  # generated from schemas.limits only
     fast: Callable[[dict[str, Any]], Event | None] = ns["fast"]
     return fast
@@ -279,17 +293,10 @@ def _wire_struct(etype: str, tagged: bool) -> tuple[type, Callable[[Any], Event]
         spec.append(("type", Literal[etype]))
         struct = msgspec.defstruct(f"Wire_{etype}", spec, forbid_unknown_fields=True)
     cls = EVENT_CLASSES[etype]
-    names = {name for name, _ in fields}
-    ns: dict[str, Any] = {"cls": cls, "new": object.__new__}
-    sets = []
-    for f in dataclasses.fields(cls):
-        ns[f"set_{f.name}"] = cls.__dict__[f.name].__set__
-        if f.name in names:
-            sets.append(f"set_{f.name}(o, s.{f.name})")
-        elif f.default is not dataclasses.MISSING:
-            sets.append(f"set_{f.name}(o, {f.default!r})")
-        else:
-            return None
+    sets = _slot_sets(cls, {name: f"s.{name}" for name, _ in fields})
+    if sets is None:
+        return None
+    ns = _slot_namespace(cls)
     src = f"def convert(s):\n    o = new(cls); {'; '.join(sets)}\n    return o\n"
     exec(compile(src, f"<convert {etype}>", "exec"), ns)  # generated from schemas.limits only
     return struct, ns["convert"]
@@ -298,8 +305,8 @@ def _wire_struct(etype: str, tagged: bool) -> tuple[type, Callable[[Any], Event]
 def decoder_for(topic: str) -> Callable[[Any, Any], Event]:
     """``decode_event(raw, key, topic)`` for one input topic, cheaper per record: the worker's
     path (py-spy: decode_event's generic dispatch and key decoding were 5 % of a many-room
-    worker). A record with ``bytes`` value and key, valid JSON of one of the topic's types
-    passing the inlined checks, and a key equal to ``room_id`` takes the short way; anything else
+    worker). A record with ``bytes`` value and key, valid JSON of one of the topic's flat types
+    passing the contract's checks, and a key equal to ``room_id`` takes the short way; anything else
     goes through :func:`decode_event` itself, which names what is wrong. Same result, same
     errors (a property test holds them equal).
 
