@@ -32,7 +32,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -47,6 +47,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
+from websockets.typing import Subprotocol
 
 from livecue.config import Settings
 from livecue.kafka_client import client_kwargs
@@ -186,6 +187,9 @@ class Gateway:
         # Sockets that have not authenticated yet, oldest first, with their remote address.
         self._unauth: OrderedDict[ServerConnection, str] = OrderedDict()
         self._unauth_per_addr: dict[str, int] = {}
+        # Sockets whose upgrade carried their token (header or subprotocol): authenticated by
+        # their handler at once, never waiting on the client, so never in the pool above.
+        self._credentialed: set[ServerConnection] = set()
         self._revoked: frozenset[str] = frozenset(settings.revoked_tokens)
         self._revoked_stamp: tuple[float, int] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -229,6 +233,7 @@ class Gateway:
             self._server = await serve(
                 self._handle, s.gateway_host, s.gateway_port,
                 process_request=self._process_request, compression=None,
+                select_subprotocol=_select_subprotocol,
                 max_size=lim.max_message_bytes, max_queue=16,
                 ping_interval=lim.ping_interval_s, ping_timeout=lim.ping_timeout_s,
                 close_timeout=lim.close_timeout_s, open_timeout=max(2.0, lim.auth_timeout_s),
@@ -491,7 +496,10 @@ class Gateway:
                 self.metrics.refused.labels("too_many").inc()
                 self._log_warning("refused: too many connections", "too_many", {})
                 return conn.respond(503, "too many connections\n")
-            self._admit_unauthenticated(conn)
+            if upgrade_token(request.headers) is None:
+                self._admit_unauthenticated(conn)
+            else:
+                self._credentialed.add(conn)
             return None
         if "upgrade" in request.headers.get("Connection", "").lower():
             return conn.respond(404, "websocket endpoint is /ws\n")
@@ -628,6 +636,8 @@ class Gateway:
                     self._end(c, "expired", "token expired")
             for conn in [k for k in self._unauth if k.state.name == "CLOSED"]:
                 self._forget_unauthenticated(conn)
+            for conn in [k for k in self._credentialed if k.state.name == "CLOSED"]:
+                self._credentialed.discard(conn)
 
     def _expire_at_exp(self, c: _Client) -> None:
         if not c.closed and c.claims is not None and c.claims.exp <= self.clock():
@@ -639,7 +649,7 @@ class Gateway:
 
     async def _handle(self, ws: ServerConnection) -> None:
         c = _Client(f"c{next(self._ids)}", ws, self.limits.send_queue)
-        if ws not in self._unauth:  # already pushed out by a newer socket
+        if ws not in self._unauth and ws not in self._credentialed:  # already pushed out
             return
         try:
             if not await self._authenticate(c):
@@ -659,6 +669,7 @@ class Gateway:
             pass
         finally:
             self._forget_unauthenticated(ws)
+            self._credentialed.discard(ws)
             self._clients.discard(c)
             self.table.close(c)
             c.closed = True
@@ -681,15 +692,15 @@ class Gateway:
             await c.ws.close(1008, message[:120])
 
     async def _authenticate(self, c: _Client) -> bool:
-        """Bearer header or a first ``auth`` message within ``auth_timeout_s``; else close 1008."""
-        header = c.ws.request.headers.get("Authorization") if c.ws.request else None
+        """The token of the upgrade (``Authorization: Bearer`` or the ``livecue.bearer.``
+        subprotocol), else a first ``auth`` message within ``auth_timeout_s``; else close 1008."""
+        upgraded = upgrade_token(c.ws.request.headers) if c.ws.request else None
         wanted: tuple[str, ...] | None = None
-        if header:
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+        if upgraded is not None:
+            if not upgraded:
                 await self._refuse(c, "bad_token", "malformed Authorization header")
                 return False
-            token = token.strip()
+            token = upgraded
         else:
             try:
                 raw = await asyncio.wait_for(c.ws.recv(), self.limits.auth_timeout_s)
@@ -717,7 +728,7 @@ class Gateway:
         if not set(rooms) <= set(claims.rooms):
             await self._refuse(c, "wrong_room", "token does not grant that room")
             return False
-        if c.ws not in self._unauth:  # pushed out while its token was checked
+        if c.ws not in self._unauth and c.ws not in self._credentialed:  # pushed out meanwhile
             return False
         try:
             self.table.open(c)
@@ -733,7 +744,8 @@ class Gateway:
             max(0.0, claims.exp - self.clock()), self._expire_at_exp, c)
         c.bucket = TokenBucket(self.limits.rate_per_s, self.limits.burst, time.monotonic())
         log.info("screen connected", extra={
-            "conn": c.id, "role": claims.role, "rooms": len(rooms), "token": c.fp, "by": claims.by})
+            "conn": c.id, "role": claims.role, "rooms": len(rooms), "token": c.fp, "by": claims.by,
+            "auth": "message" if upgraded is None else "upgrade"})
         return True
 
     def _greet(self, c: _Client) -> None:
@@ -863,6 +875,39 @@ def _json_object(value: bytes | None) -> dict[str, Any]:
     if type(obj) is not dict:
         raise ValueError("not a JSON object")
     return obj
+
+
+SUBPROTOCOL: Final = "livecue.v1"
+BEARER_SUBPROTOCOL: Final = "livecue.bearer."
+
+
+def upgrade_token(headers: Headers) -> str | None:
+    """The token an upgrade request carries, or None when it carries none.
+
+    ``Authorization: Bearer <token>`` (tools), else a ``livecue.bearer.<token>`` entry of
+    ``Sec-WebSocket-Protocol`` (browsers: a page cannot set headers on a WebSocket, only offer
+    subprotocols; Kubernetes' API server takes its bearer token the same way). "" when an
+    ``Authorization`` header is there but malformed. A socket that brings its token is checked at
+    once and never waits in the pool of unauthenticated sockets, so a flood of idle sockets from
+    its own address cannot push it out before it has spoken.
+    """
+    header = headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+    for value in headers.get_all("Sec-WebSocket-Protocol"):
+        for offered in value.split(","):
+            offered = offered.strip()
+            if offered.startswith(BEARER_SUBPROTOCOL) and len(offered) > len(BEARER_SUBPROTOCOL):
+                return offered[len(BEARER_SUBPROTOCOL):]
+    return None
+
+
+def _select_subprotocol(conn: ServerConnection, offered: Sequence[str]) -> Subprotocol | None:
+    """``livecue.v1`` when offered (a page offers it beside its bearer entry: a browser fails a
+    socket whose reply names no subprotocol it offered; the token itself is never echoed),
+    else none: tools offer nothing."""
+    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
 
 
 def _has_spoken(conn: ServerConnection) -> bool:

@@ -197,7 +197,7 @@ const LC = (() => {
     return e;
   }
 
-  // The link to the gateway: auth first, then resume from the last seq of each room; reconnects
+  // The link to the gateway: auth with the upgrade, then resume from the last seq of each room; reconnects
   // with exponential backoff and jitter. Auth refusals (1008) stop retrying.
   class Link {
     constructor(token, handlers) {
@@ -211,9 +211,15 @@ const LC = (() => {
     }
     connect() {
       const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
-      const ws = new WebSocket(url);
+      // The token rides the upgrade as a subprotocol beside livecue.v1 (a page cannot set headers
+      // on a WebSocket): the gateway checks it at once, so a flood of idle sockets from this
+      // screen's own address (one NAT, one proxy) cannot crowd it out before it speaks. A token
+      // that is not a header token (a mangled link) goes in the first message instead, and the
+      // gateway answers it with bad_token.
+      const upgrade = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(this.token);
+      const ws = upgrade ? new WebSocket(url, ["livecue.v1", "livecue.bearer." + this.token]) : new WebSocket(url);
       this.ws = ws;
-      ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token: this.token }));
+      if (!upgrade) ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token: this.token }));
       ws.onmessage = (ev) => {
         let m;
         try { m = JSON.parse(ev.data); } catch (e) { return; }

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from playwright.async_api import expect
@@ -90,9 +91,15 @@ async def test_control_room_shows_cues_and_stats_and_ack_reaches_live_acks(
     page = await browser.new_page(viewport=VIEWPORT)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
     await page.goto(f"{gateway.url}/#token={tok}")
     assert "token=" not in page.url, "the token is removed from the address bar"
     await page.wait_for_selector(".status.live")
+    # The token rode the upgrade (a subprotocol): the page's first frame is its resume.
+    await wait_for(lambda: len(sent) >= 1)
+    assert orjson.loads(sent[0])["type"] == "resume", sent[0]
+    assert not any(tok in f for f in sent)
     await expect(page.locator("#tier")).to_have_text("高人气")
     assert await page.text_content("#onair") == "玻尿酸精华 30ml"
     assert await page.locator("#lineup tbody tr").count() == 4
@@ -248,5 +255,29 @@ async def test_connection_drop_shows_banner_and_reconnects_with_resume(
         await page.close()
         await gw.stop()
 
+
+
+@pytest.mark.parametrize("link", ["forged", "mangled"])
+async def test_a_bad_link_says_so_whichever_way_its_token_travels(
+        browser: Any, gateway: Gateway, test_settings: Settings, uid: str, link: str) -> None:
+    """A forged token rides the upgrade as a subprotocol; a mangled one (not a header token) goes
+    in the first message. Either way the gateway refuses it and the page says so, once."""
+    room = f"bad-{uid}"
+    tok = mint("another-secret-of-at-least-32-bytes!!", "controller", [room], 3600, "ops", time.time())
+    if link == "mangled":
+        tok = tok.replace(".", "<>.", 1)
+    before = gateway.metrics.refused.labels("bad_token")._value.get()
+    page = await browser.new_page(viewport=VIEWPORT)
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+    try:
+        await page.goto(f"{gateway.url}/#token={tok}")
+        await page.wait_for_selector(".banner.bad")
+        assert "令牌无效" in await page.text_content("#banner")
+        assert [orjson.loads(f)["type"] for f in sent] == (["auth"] if link == "mangled" else [])
+        await asyncio.sleep(1.5)  # no retries after a refusal
+        assert gateway.metrics.refused.labels("bad_token")._value.get() == before + 1
+    finally:
+        await page.close()
 
 pytestmark = pytest.mark.slow

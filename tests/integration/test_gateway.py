@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from brokers import BrokerUnderTest
 from consumers.gateway import Gateway, Limits
@@ -211,6 +212,18 @@ async def test_bearer_header_authenticates_a_tool_and_tokens_stay_out_of_logs(
     ws = await connect(gateway.ws_url)
     await ws.send(orjson.dumps({"type": "auth", "token": bad}).decode())
     assert (await closed_with(ws))[0] == 1008
+    # A page's way: the token as a subprotocol beside livecue.v1, which alone is chosen.
+    async with connect(gateway.ws_url, subprotocols=[Subprotocol("livecue.v1"),
+                                                      Subprotocol("livecue.bearer." + good)]) as ws:
+        assert ws.subprotocol == "livecue.v1"
+        assert ws.response is not None and good not in str(ws.response.headers)
+        assert (await recv(ws))["type"] == "hello"
+        await kafka.cue(cue(room, 2))
+        assert (await recv_type(ws, "cue"))["cue_id"] == f"{room}-c2"
+    ws = await connect(gateway.ws_url, subprotocols=[Subprotocol("livecue.v1"),
+                                                     Subprotocol("livecue.bearer." + bad)])
+    code, msgs = await closed_with(ws)
+    assert code == 1008 and [m["code"] for m in msgs] == ["bad_token"]
     # Everything the gateway process logs (the test's own websockets client logs its headers at DEBUG).
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records
                         if not r.name.startswith("websockets.client"))
@@ -223,11 +236,13 @@ async def test_bearer_header_authenticates_a_tool_and_tokens_stay_out_of_logs(
 # -- refusals --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["expired", "forged", "tampered", "garbage", "wrong_room", "bearer_forged"])
+@pytest.mark.parametrize("case", ["expired", "forged", "tampered", "garbage", "wrong_room", "bearer_forged",
+                                  "bearer_malformed", "subprotocol_forged", "subprotocol_expired"])
 async def test_bad_tokens_are_refused(gateway: Gateway, test_settings: Settings, uid: str, case: str) -> None:
     room = f"rr-{uid}"
     good = token(test_settings, "controller", room)
     headers = {}
+    offered = ""  # a token offered as the livecue.bearer. subprotocol
     auth: dict[str, Any] = {"type": "auth"}
     if case == "expired":
         auth["token"] = token(test_settings, "controller", room, ttl=60, now=time.time() - 120)
@@ -249,12 +264,25 @@ async def test_bad_tokens_are_refused(gateway: Gateway, test_settings: Settings,
     elif case == "wrong_room":
         auth["token"], auth["rooms"] = good, [f"other-{uid}"]
         reason = "wrong_room"
-    else:
+    elif case == "bearer_forged":
         headers["Authorization"] = "Bearer " + token(test_settings, "viewer", room, secret=FORGER)
         reason = "bad_token"
+    elif case == "bearer_malformed":
+        headers["Authorization"] = "Basic " + good
+        reason = "bad_token"
+    elif case == "subprotocol_forged":
+        offered = token(test_settings, "viewer", room, secret=FORGER)
+        reason = "bad_token"
+    else:
+        offered = token(test_settings, "controller", room, ttl=60, now=time.time() - 120)
+        reason = "expired"
     before = sample(gateway, "livecue_gateway_refused_total", reason=reason)
-    ws = await connect(gateway.ws_url, additional_headers=headers)
-    if not headers:
+    if case.startswith("subprotocol"):
+        ws = await connect(gateway.ws_url, subprotocols=[Subprotocol("livecue.v1"),
+                                                         Subprotocol("livecue.bearer." + offered)])
+    else:
+        ws = await connect(gateway.ws_url, additional_headers=headers)
+    if not headers and not case.startswith("subprotocol"):
         await ws.send(orjson.dumps(auth).decode())
     code, msgs = await closed_with(ws)
     assert code == 1008
