@@ -50,3 +50,24 @@ class GatewayMetrics:
         self.build_info = build_info(registry, "gateway")
         for role in ("controller", "host", "viewer"):
             self.connections.labels(role)
+
+
+def observe_many(hist: Histogram, amount: float, n: int) -> None:
+    """``n`` observations of ``amount`` at once: what ``n`` calls of ``observe`` record, for a
+    fan-out that writes one frame to 1,000 screens (py-spy: the per-screen ``observe`` calls
+    were a third of a fan-out's CPU). prometheus_client has no weighted observe, so this adds to
+    the histogram's own sum and bucket (pinned by ``test_metrics_observe_many``, which compares
+    the exposition with ``n`` plain calls); where those are missing it makes the ``n`` calls."""
+    if n <= 0:
+        return
+    try:
+        total, bounds, buckets = hist._sum, hist._upper_bounds, hist._buckets
+    except AttributeError:
+        for _ in range(n):
+            hist.observe(amount)
+        return
+    total.inc(amount * n)
+    for i, bound in enumerate(bounds):
+        if amount <= bound:
+            buckets[i].inc(n)
+            break
