@@ -56,7 +56,7 @@ def _accepting(screen: _Screen) -> bytes:
 
 async def _opened() -> tuple[_Screen, _Transport, list[bytes]]:
     got: list[bytes] = []
-    s = _Screen("127.0.0.1:1", "/ws", "tok", lambda m, t: got.append(m))
+    s = _Screen("127.0.0.1:1", "/ws", "tok", lambda m, t, r: got.append(m))
     tr = _Transport()
     s.connection_made(tr)
     assert tr.out[0].startswith(b"GET /ws HTTP/1.1\r\n") and b"Sec-WebSocket-Key: " + s.key in tr.out[0]
