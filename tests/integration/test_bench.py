@@ -77,6 +77,9 @@ def test_every_key_is_a_number_of_the_right_sign(tiny_run: tuple[Any, dict[str, 
     assert [r["rate"] for r in d["e2e"]["runs"]] == [500.0, 1000.0]
     assert all(r["samples"] > 0 for r in d["floor"]["runs"])
     assert d["fanout"]["screens"] == 40 and d["fanout"]["deliveries"] > 0
+    # every screen read with the kernel's receive stamps (Linux), which never come after the read
+    assert d["fanout"]["stamps"] == "kernel" and d["fanout"]["screens_stamped"] == 40
+    assert d["fanout"]["p99_ms"] <= d["fanout"]["read_p99_ms"] + 0.5
     assert d["rss"]["rooms"] == 30
     # the cores the catch-ups kept busy: the workers' share is part of the host's
     for part in ("worker", "scale"):
