@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry
 
 from livecue.config import Settings
 from livecue.kafka_client import faust_credentials
+from livecue.memory import TrimAfterBurst, malloc_trim, rss_mib
 from schemas.decode import encode
 from schemas.events import INPUT_TOPICS, TOPIC_CUES, TOPIC_DEADLETTER, TOPIC_ROOM_STATS
 from schemas.outputs import DeadLetter, RoomStats
@@ -112,6 +113,9 @@ class WorkerApp:
     _fetch_state_at: float = 0.0
     _delivered_at: dict[TP, float] = field(default_factory=dict)
     _pending_peak: int = 0
+    #: glibc's malloc_trim, run once a backlog's burst of queued events has been released
+    _trim: Callable[[], int] | None = field(default_factory=malloc_trim)
+    _trim_policy: TrimAfterBurst = field(default_factory=TrimAfterBurst)
 
     # -- input (called by the consumer's fetch loop, on the event loop) -------------------------
 
@@ -216,7 +220,11 @@ class WorkerApp:
                 for msg in self.playbooks.reload_if_changed():
                     log.info("playbook reload", extra={"detail": msg})
             m = self.metrics
-            m.pending.set(self.processor.pending())
+            pending = self.processor.pending()
+            m.pending.set(pending)
+            burst = self._trim_policy.due(pending, now) if self._trim is not None else 0
+            if burst:
+                self._trim_now(burst)
             m.active_rooms.set(self.processor.active_rooms())
             for state, n in self.processor.rooms_by_state().items():
                 m.rooms.labels(state).set(n)
@@ -228,6 +236,17 @@ class WorkerApp:
             log.exception("pump failed; records stay unacked and will be retried")
         finally:
             self._pumping = False
+
+    def _trim_now(self, burst: int) -> None:
+        """Give the allocator's free memory back after a burst (livecue.memory)."""
+        assert self._trim is not None
+        before, t0 = rss_mib(), time.perf_counter()
+        self._trim()
+        after = rss_mib()
+        log.info("allocator trimmed after a burst", extra={
+            "queued_peak": burst, "ms": round((time.perf_counter() - t0) * 1000, 1),
+            "rss_mib_before": None if before is None else round(before, 1),
+            "rss_mib_after": None if after is None else round(after, 1)})
 
     def _queue_send(self, kind: str, topic: str, key: bytes | None, value: bytes | None,
                     partition: int | None = None) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from livecue.broker import EmbeddedBroker
 from livecue.config import Settings
+from livecue.memory import TrimAfterBurst
 from livecue.sim.backtest import run_backtest
 from livecue.sim.show import generate
 from schemas.events import INPUT_TOPICS
@@ -100,6 +101,10 @@ async def test_many_room_backlog_catch_up_equals_backtest_with_no_forced_release
             bound = settings.max_queued_per_partition
             assert bound < peak <= 2 * bound * len(INPUT_TOPICS) * settings.partitions, (peak, bound)
         log = (tmp_path / "worker.log").read_text(errors="replace")
+        if mode == "backlog":
+            # the burst's memory went back to the system once it was released (livecue.memory)
+            assert peak >= TrimAfterBurst().min_burst, "precondition: a burst worth a trim"
+            assert "allocator trimmed after a burst" in log, w.log_tail()
         for marker in ("Traceback", "Crashed", "pump failed"):
             assert marker not in log, f"{marker!r} in the worker log:\n{w.log_tail()}"
         print(f"{mode}: {len(records)} events, {ROOMS} rooms, 8 partitions, {len(expected)} cues, "
