@@ -26,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from livecue.broker import wait_ready
+from livecue.memory import rss_mib
 from livecue.recording import Record
 
 __all__ = [
@@ -123,12 +124,11 @@ def busy_cores(first: tuple[float, float], last: tuple[float, float]) -> float |
 
 
 def proc_rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` in MiB (VmRSS)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """Resident set size of ``pid`` in MiB (VmRSS, :func:`livecue.memory.rss_mib`)."""
+    rss = rss_mib(pid)
+    if rss is None:
+        raise RuntimeError(f"no VmRSS for pid {pid}")
+    return rss
 
 
 def scrape(url: str, timeout: float = 5.0) -> str:

@@ -129,7 +129,6 @@ class _Screen(asyncio.Protocol):
         except OSError:
             own.close()
             return False
-        assert self.transport is not None
         self.transport.pause_reading()
         self._sock = own
         asyncio.get_running_loop().add_reader(own.fileno(), self._read_stamped)

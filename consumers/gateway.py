@@ -188,9 +188,10 @@ class Gateway:
         # Sockets that have not authenticated yet, oldest first, with their remote address.
         self._unauth: OrderedDict[ServerConnection, str] = OrderedDict()
         self._unauth_per_addr: dict[str, int] = {}
-        # Sockets whose upgrade carried their token (header or subprotocol): authenticated by
-        # their handler at once, never waiting on the client, so never in the pool above.
-        self._credentialed: set[ServerConnection] = set()
+        # Sockets whose upgrade carried their token (header or subprotocol), with it ("" when
+        # malformed): authenticated by their handler at once, never waiting on the client, so
+        # never in the pool above.
+        self._credentialed: dict[ServerConnection, str] = {}
         self._revoked: frozenset[str] = frozenset(settings.revoked_tokens)
         self._revoked_stamp: tuple[float, int] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -440,18 +441,15 @@ class Gateway:
 
     @staticmethod
     def _write_wire(c: _Client, wire: bytes) -> bool:
-        """:meth:`_write_now`'s conditions, then the frame's ready bytes straight to the socket:
+        """When :func:`_writable`, the frame's ready bytes straight to the socket:
         what ``protocol.send_text`` + ``send_data`` would write, without building them again.
         (The protocol keeps no state about data frames it sent, and its own output is always
         flushed by then: ``send_*`` and ``send_data`` run together. An uncompressed frame is valid
         even where permessage-deflate is negotiated; the gateway negotiates none.)"""
-        ws = c.ws
-        transport = ws.transport
-        if (ws.protocol.state is not State.OPEN or ws.send_in_progress is not None or transport is None
-                or transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT):
+        if not _writable(c):
             return False
         try:
-            transport.write(wire)
+            c.ws.transport.write(wire)
         except Exception:  # closing under us: the connection's handler ends it
             pass
         return True
@@ -479,11 +477,9 @@ class Gateway:
         below ``DIRECT_WRITE_LIMIT``. Anything else goes through the queue and the writer task,
         which waits for a slow socket with a timeout. A fan-out to 1,000 screens then costs one
         frame write each, not a queue hand-off, a task wake-up and a ``wait_for`` task each."""
-        ws = c.ws
-        transport = ws.transport
-        if (ws.protocol.state is not State.OPEN or ws.send_in_progress is not None or transport is None
-                or transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT):
+        if not _writable(c):
             return False
+        ws = c.ws
         try:
             ws.protocol.send_text(data.encode())
             ws.send_data()
@@ -541,10 +537,11 @@ class Gateway:
                 self.metrics.refused.labels("too_many").inc()
                 self._log_warning("refused: too many connections", "too_many", {})
                 return conn.respond(503, "too many connections\n")
-            if upgrade_token(request.headers) is None:
+            token = upgrade_token(request.headers)
+            if token is None:
                 self._admit_unauthenticated(conn)
             else:
-                self._credentialed.add(conn)
+                self._credentialed[conn] = token
             return None
         if "upgrade" in request.headers.get("Connection", "").lower():
             return conn.respond(404, "websocket endpoint is /ws\n")
@@ -682,7 +679,7 @@ class Gateway:
             for conn in [k for k in self._unauth if k.state.name == "CLOSED"]:
                 self._forget_unauthenticated(conn)
             for conn in [k for k in self._credentialed if k.state.name == "CLOSED"]:
-                self._credentialed.discard(conn)
+                del self._credentialed[conn]
 
     def _expire_at_exp(self, c: _Client) -> None:
         if not c.closed and c.claims is not None and c.claims.exp <= self.clock():
@@ -714,7 +711,7 @@ class Gateway:
             pass
         finally:
             self._forget_unauthenticated(ws)
-            self._credentialed.discard(ws)
+            self._credentialed.pop(ws, None)
             self._clients.discard(c)
             self.table.close(c)
             c.closed = True
@@ -739,7 +736,7 @@ class Gateway:
     async def _authenticate(self, c: _Client) -> bool:
         """The token of the upgrade (``Authorization: Bearer`` or the ``livecue.bearer.``
         subprotocol), else a first ``auth`` message within ``auth_timeout_s``; else close 1008."""
-        upgraded = upgrade_token(c.ws.request.headers) if c.ws.request else None
+        upgraded = self._credentialed.get(c.ws)  # read from the upgrade by _process_request
         wanted: tuple[str, ...] | None = None
         if upgraded is not None:
             if not upgraded:
@@ -953,6 +950,15 @@ def _select_subprotocol(conn: ServerConnection, offered: Sequence[str]) -> Subpr
     socket whose reply names no subprotocol it offered; the token itself is never echoed),
     else none: tools offer nothing."""
     return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
+
+
+def _writable(c: _Client) -> bool:
+    """A frame for ``c`` can be written at once: its socket is open, no fragmented send is in
+    progress, and its write buffer is below ``DIRECT_WRITE_LIMIT``."""
+    ws = c.ws
+    transport = ws.transport
+    return not (ws.protocol.state is not State.OPEN or ws.send_in_progress is not None or transport is None
+                or transport.is_closing() or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT)
 
 
 def _has_spoken(conn: ServerConnection) -> bool:

@@ -27,13 +27,18 @@ def malloc_trim() -> Callable[[], int] | None:
     return lambda: int(fn(0))
 
 
-def rss_mib() -> float | None:
-    """This process's resident set, MiB (Linux), else None."""
+def rss_mib(pid: int | str = "self") -> float | None:
+    """Resident set size of ``pid`` (this process by default) in MiB: ``VmRSS`` in
+    ``/proc/PID/status``, what the kernel charges it (Linux; else None). The bench reads the
+    worker's the same way."""
     try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * 4096 / 2**20
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
     except (OSError, IndexError, ValueError):
-        return None
+        pass
+    return None
 
 
 class TrimAfterBurst:
