@@ -28,7 +28,7 @@ from schemas.errors import BrokerError
 from schemas.events import ALL_TOPICS
 
 __all__ = [
-    "EmbeddedBroker", "create_topics", "topic_partitions", "wait_ready", "free_port", "tansu_binary",
+    "EmbeddedBroker", "create_topics", "topic_partitions", "wait_ready", "free_port", "free_ports", "tansu_binary",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,20 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct TCP ports free on ``host`` right now: all bound at once, so the kernel
+    cannot hand out one it just gave (``free_port`` called three times in a row once gave a
+    Kafka node the same port for two listeners, and its storage format refused the config)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def tansu_binary() -> str:

@@ -37,7 +37,7 @@ from typing import IO, Any
 from schemas.errors import BrokerError
 from schemas.events import ALL_TOPICS
 
-from .broker import die_with_parent, free_port
+from .broker import die_with_parent, free_ports
 
 __all__ = [
     "KAFKA_VERSION", "POM", "ClusterSecurity", "KafkaCluster", "KafkaNode", "kafka_jars",
@@ -247,7 +247,8 @@ class KafkaCluster:
     def _configure(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         (self.base_dir / "log4j2.properties").write_text(_LOG4J2.format(level=self.log_level))
-        ports = [(free_port(), free_port(), free_port()) for _ in range(self.nodes_count)]
+        flat = free_ports(3 * self.nodes_count)  # distinct: a node's listeners must differ
+        ports = [(flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(self.nodes_count)]
         voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_p, c, _q) in enumerate(ports))
         for i, (port, cport, iport) in enumerate(ports):
             node_id = i + 1
