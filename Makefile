@@ -9,7 +9,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-unit bench schemas typecheck clean
 
-$(STAMP): pyproject.toml
+# setup.py compiles the core's state.py and engine.py (mypyc): an edit to them reinstalls, which
+# compiles them again (until then the core runs their source: stream/core/_native.py)
+$(STAMP): pyproject.toml setup.py stream/core/state.py stream/core/engine.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -37,4 +39,5 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info stream/core/_native.built
+	find . -path ./$(VENV) -prune -o -name '*.so' -print -delete

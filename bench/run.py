@@ -45,6 +45,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from livecue.broker import EmbeddedBroker, create_topics
 from livecue.kafka_cluster import KafkaCluster
 from schemas.events import INPUT_TOPICS
+from stream.core import _native
 
 from .common import Child, env_with, proc_rss_mb, progress, start_child
 from .worker import start_workers
@@ -229,6 +230,7 @@ class _Run:
         self.res["ceiling_cpu_us_per_event"] = round(c["cpu_us_per_event"], 2)
 
     def _worker(self, b: Broker, w: Workload) -> None:
+        self.details["core"] = _native.MODE  # the workers run this venv's build of the core
         out = self.catch_up_one(b, w, "many-room")
         self.details["worker"] = out
         self._set_eps("worker_eps", "worker_cpu_us_per_event", out, "many-room worker")
@@ -500,7 +502,7 @@ def render_table(res: dict[str, Any]) -> str:
         f"{_fmt(res.get('ceiling_cpu_us_per_event'))} µs/event CPU; {spread}{many}")
     row("worker, many-room", "worker_eps", "events/s",
         f"{_fmt(res.get('worker_cpu_us_per_event'))} µs/event CPU; {_fmt(res.get('worker_share_of_ceiling'))} of ceiling"
-        f"; progress from {d.get('worker', {}).get('progress_metric', '?')}")
+        f"; progress from {d.get('worker', {}).get('progress_metric', '?')}; core {d.get('core', '?')}")
     row("worker, dense", "worker_dense_eps", "events/s",
         f"{_fmt(res.get('worker_dense_cpu_us_per_event'))} µs/event CPU; "
         f"{_fmt(res.get('worker_dense_share_of_ceiling'))} of ceiling; {dw.get('events', 0):,} events, "

@@ -14,6 +14,7 @@ from livecue.kafka_client import client_kwargs
 from livecue.config import Settings
 from schemas.errors import ConfigError
 from schemas.events import INPUT_TOPICS
+from stream.core import _native
 from livecue.metrics import serve_metrics
 
 NAME = "worker"
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     _server, port = serve_metrics(worker_app.metrics.registry, settings.metrics_host, settings.metrics_port)
     print(f"metrics: http://{settings.metrics_host}:{port}/metrics", flush=True)
     log.info("worker starting", extra={"broker": settings.broker_url, "app_id": settings.app_id,
-                                       "worker_id": settings.worker_id, "metrics_port": port})
+                                       "worker_id": settings.worker_id, "metrics_port": port,
+                                       "core": _native.MODE})
     worker = faust.Worker(
         worker_app.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
         override_logging=False,

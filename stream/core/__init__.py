@@ -7,8 +7,13 @@ the I/O.
 
 Modules: :mod:`.rules` (the :class:`Playbook` shape and defaults), :mod:`.state` (per-room state,
 dump/load), :mod:`.engine` (step, windows, tier, cues, stats), :mod:`.align` (canonical order of a
-room's events across topics).
+room's events across topics). :mod:`._native` says whether ``state`` and ``engine`` run
+compiled by mypyc (``setup.py``) or as source.
 """
+
+from . import _native
+
+_native.select()  # compiled (mypyc) or the source: before the first import of state / engine
 
 from .engine import StepResult, clip_headline, cue_id, snapshot, step, step_many
 from .rules import (

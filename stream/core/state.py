@@ -23,12 +23,12 @@ Memory per room is bounded whatever the session length:
 from __future__ import annotations
 
 import base64
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import orjson
 
 __all__ = [
-    "RoomState", "SkuState", "Episode", "new_state", "dump_state", "load_state", "state_size", "DUMP_FIELDS",
+    "RoomState", "SkuState", "Episode", "new_state", "vacant_slots_untouched", "dump_state", "load_state", "state_size", "DUMP_FIELDS",
     "R_STAMP", "R_CHAT", "R_INTENT", "R_MISSED", "R_LIKES", "R_ENTERED", "R_LEFT", "R_CART",
     "R_ORDERS", "R_UNITS", "R_PAID", "R_CANCELLED", "R_GMV", "R_UNPAID", "R_ONLINE", "R_LEN",
     "S_STAMP", "S_CART", "S_CART_QTY", "S_ORDERS", "S_UNITS", "S_LEN",
@@ -70,14 +70,21 @@ def empty_sku_slot() -> list[int]:
     return s
 
 
-#: What a ring position holds until its first bucket: one shared, immutable (a tuple: writing
-#: to it raises) empty slot, replaced by a fresh list when a bucket lands there (``_room_slot``,
-#: ``_sku_slot`` check the stamp before writing). A room holds a list per bucket it saw, not
+#: What a ring position holds until its first bucket: one shared empty slot (stamp -1, never a
+#: bucket's), replaced by a fresh list when a bucket lands there (``_room_slot``, ``_sku_slot``
+#: and ``_on_chat`` check the stamp before writing). A room holds a list per bucket it saw, not
 #: per bucket of its window: 600 lists for a 10-minute window cost a quiet or new room ~100 KB
 #: and the cyclic GC 600 tracked objects to scan.
-#: (Typed as the list it stands for: it is only read; a write would raise TypeError.)
-EMPTY_ROOM_SLOT: Final = cast(list[int], tuple(empty_room_slot()))
-EMPTY_SKU_SLOT: Final = cast(list[int], tuple(empty_sku_slot()))
+#: A list, not a tuple: the compiled core (mypyc, see :mod:`stream.core._native`) checks that a
+#: ring holds lists. Nothing may write to it: the core's property tests assert after every
+#: generated show that both are still empty (:func:`vacant_slots_untouched`).
+EMPTY_ROOM_SLOT: Final = empty_room_slot()
+EMPTY_SKU_SLOT: Final = empty_sku_slot()
+
+
+def vacant_slots_untouched() -> bool:
+    """The shared empty slots still hold nothing (a write through a stale slot would show)."""
+    return EMPTY_ROOM_SLOT == empty_room_slot() and EMPTY_SKU_SLOT == empty_sku_slot()
 
 
 class SkuState:
@@ -101,8 +108,9 @@ class SkuState:
         #: Event time the link became empty (stock_set 0, sold out, or 0 in the lineup); only
         #: meaningful while ``stock == 0`` (0 when unknown: a dump from before this field).
         self.zero_since = 0
-        #: (cur_b, short-window sums of ``ring``) until the ring is written again (not dumped).
-        self.memo: tuple[int, list[int]] | None = None
+        #: (cur_b, the closed buckets' sums, the short window's sums or None after a write to
+        #: the current bucket) of ``ring``, for :func:`~stream.core.engine._sku_sums` (not dumped).
+        self.memo: tuple[int, list[int], list[int] | None] | None = None
         #: its cue episodes' keys, built once (every tick looked them up by concatenation)
         self.push_key = "push_stock|" + sku_id
         self.release_key = "release_orders|" + sku_id

@@ -353,3 +353,42 @@ def test_remembered_order_counts_move_at_the_edges_of_the_long_window() -> None:
             assert _unpaid(st, 0) == want, (age_buckets, final)
             checked += 1
     assert checked == 10
+
+
+def _since_empty_reference(st: Any, k: Any, now: int, on_air: bool, pb: Any) -> tuple[float, ...]:
+    """The demand since a link emptied, by a scan of every slot of both rings."""
+    lo = min(max(k.zero_since // st.bucket_ms + 1, st.cur_b - st.n_short + 1), st.cur_b)
+    span = float(max(now - max(lo * st.bucket_ms, st.started_ts), st.bucket_ms))
+    f = _MIN / span
+    cart = sum(s[S_CART] for s in (k.ring or []) if lo <= s[0] <= st.cur_b)
+    room = [s for s in st.ring if lo <= s[R_STAMP] <= st.cur_b] if on_air else []
+    chat, intent = sum(s[R_CHAT] for s in room), sum(s[R_INTENT] for s in room)
+    from stream.core.state import R_MISSED
+    missed = sum(s[R_MISSED] for s in room)
+    weighted = (intent + pb.intent.missed_weight * missed) * f
+    share = min(1.0, weighted / (chat * f)) if chat else 0.0
+    return span, cart * f, intent * f, missed * f, chat * f, weighted, share
+
+
+def test_demand_since_a_link_emptied_equals_a_scan_of_both_rings_at_every_step() -> None:
+    # _since_empty reads only the positions of the buckets since the link emptied (at most the
+    # short window), not every slot of the long ring: the same figures as the full scan
+    from stream.core.engine import _since_empty
+
+    pb = default_playbook()
+    checked = with_chat = 0
+    for seed, scenario in ((1, "mixed"), (6, "mixed"), (2, "flash_sale")):
+        events = generate(seed, ["empty-1"], scenario, duration=900, rate=6.0)
+        st = new_state("empty-1")
+        for i, ev in enumerate(events):
+            step(st, ev, pb)
+            if not st.ring or i % 3:
+                continue
+            for k in st.skus:
+                for on_air in (True, False):
+                    d = _since_empty(st, k, st.max_ts, on_air, pb)
+                    got = (d.span_ms, d.cart_pm, d.intent_pm, d.missed_pm, d.chat_pm, d.weighted, d.share)
+                    assert got == _since_empty_reference(st, k, st.max_ts, on_air, pb), (seed, i, k.sku_id)
+                    checked += 1
+                    with_chat += on_air and d.chat_pm > 0 and d.cart_pm > 0
+    assert checked > 3000 and with_chat > 500, "the shows filled both rings"
