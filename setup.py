@@ -3,7 +3,7 @@
 Everything else about the package is in ``pyproject.toml``. ``stream/core/state.py`` and
 ``stream/core/engine.py`` are compiled to C extensions (the same source, type-checked by mypy,
 run as native code: ~25 % fewer instructions through the in-process many-room pipeline, see
-``stream/core/_native.py``). Without a C compiler, or with ``LIVECUE_CORE=interpreted`` at
+``stream/core/_native.py``). Without a C compiler and Python's headers, or with ``LIVECUE_CORE=interpreted`` at
 install time, the package installs without them and the core runs as plain Python, with the
 same results. A compiler that is there but fails is an error, not a silent fallback.
 
@@ -31,8 +31,10 @@ sys.path.pop(0)
 
 
 def _compiler() -> str | None:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    return shutil.which(cc)
+    """The C compiler Python builds extensions with, if it is there with Python's headers."""
+    cc = shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0])
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    return cc if cc and headers else None
 
 
 def _ext_modules() -> list[object]:
@@ -40,7 +42,8 @@ def _ext_modules() -> list[object]:
         print("livecue: LIVECUE_CORE=interpreted: the core is not compiled", file=sys.stderr)
         return []
     if _compiler() is None:
-        print("livecue: no C compiler: the core runs interpreted (same results, slower)", file=sys.stderr)
+        print("livecue: no C compiler or no Python headers (Python.h): the core runs interpreted "
+              "(same results, slower)", file=sys.stderr)
         return []
     from mypyc.build import mypycify
 

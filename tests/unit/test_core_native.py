@@ -35,7 +35,13 @@ REPO = CORE.parent.parent
 
 
 def _compiler() -> str | None:  # the same test as setup.py's
-    return shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0])
+    cc = shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0])
+    return cc if cc and Path(sysconfig.get_paths()["include"], "Python.h").exists() else None
+
+
+#: why a test that needs the compiled core fails where there is none
+NEEDS = ("the compiled core is needed here: install a C compiler and Python's headers (Debian: gcc, "
+         "libc6-dev, python3-dev; .ci/run does) and reinstall (make)")
 
 
 def _interpreted() -> types.ModuleType:
@@ -73,7 +79,7 @@ def test_the_core_runs_compiled_wherever_a_c_compiler_is() -> None:
 
 def test_an_edited_source_runs_instead_of_a_stale_build(tmp_path: Path) -> None:
     """A copy of the package whose engine.py differs from what was compiled loads the source."""
-    assert _native.MODE == "compiled"  # precondition: there is a build to go stale
+    assert _native.MODE == "compiled", NEEDS  # precondition: there is a build to go stale
     pkg = tmp_path / "stream"
     shutil.copytree(CORE.parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     for so in REPO.glob("*__mypyc*"):  # the extensions' shared library sits at the top level
@@ -109,12 +115,12 @@ def _both(evs: list[Event], pb: object) -> None:
 @FAST
 @given(events())
 def test_compiled_and_interpreted_cores_agree_on_generated_shows(evs: list[Event]) -> None:
-    assert _native.MODE == "compiled"  # else this compares the source with itself
+    assert _native.MODE == "compiled", NEEDS  # else this compares the source with itself
     _both(evs, PB)
 
 
 def test_compiled_and_interpreted_cores_agree_on_simulated_shows() -> None:
-    assert _native.MODE == "compiled"
+    assert _native.MODE == "compiled", NEEDS
     pb = default_playbook()
     evs = generate(11, [f"room-{i}" for i in range(6)], "mixed", duration=900.0, rate=4.0)
     by_room: dict[str, list[Event]] = {}
