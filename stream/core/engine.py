@@ -529,6 +529,18 @@ _HANDLERS: Final[dict[str, _Handler]] = {
 
 # --------------------------------------------------------------------------- figures
 
+def _stamped(ring: list[list[int]], n: int, lo: int, hi: int) -> list[list[int]]:
+    """The slots of ``ring`` (``n`` slots) holding buckets ``lo`` .. ``hi - 1``: a bucket ``b`` can
+    only sit at ``ring[b % n]``, stamped ``b`` at index 0 (``R_STAMP``, ``S_STAMP``), so a window
+    reads only its own positions, not the whole ring."""
+    out = []
+    for b in range(lo, hi):
+        slot = ring[b % n]
+        if slot[0] == b:
+            out.append(slot)
+    return out
+
+
 def _room_sums(st: RoomState, nb: int) -> list[int]:
     """Counters summed over the last ``nb`` (<= n_long) buckets (indexes R_STAMP and R_ONLINE
     unused, 0). A bucket ``b`` can only sit at ``ring[b % n_long]``: look at those ``nb``
@@ -540,11 +552,7 @@ def _room_sums(st: RoomState, nb: int) -> list[int]:
     if memo is not None and memo[0] == cur and memo[1] == nb:
         closed = memo[2]
     else:
-        slots = []
-        for b in range(cur - nb + 1, cur):
-            slot = ring[b % n]
-            if slot[R_STAMP] == b:
-                slots.append(slot)
+        slots = _stamped(ring, n, cur - nb + 1, cur)
         closed = list(map(sum, zip(*slots))) if slots else [0] * R_LEN
         st.sums_memo = (cur, nb, closed)
     slot = ring[cur % n]
@@ -570,12 +578,7 @@ def _sku_sums(st: RoomState, sku: SkuState) -> list[int]:
     elif ring is None:
         return [0] * S_LEN
     else:
-        n = st.n_short
-        slots = []
-        for b in range(cur - n + 1, cur):
-            slot = ring[b % n]
-            if slot[S_STAMP] == b:
-                slots.append(slot)
+        slots = _stamped(ring, st.n_short, cur - st.n_short + 1, cur)
         closed = list(map(sum, zip(*slots))) if slots else [0] * S_LEN
     assert ring is not None  # a memo is only made for a SKU with a ring
     slot = ring[cur % st.n_short]
@@ -872,26 +875,20 @@ def _since_empty(st: RoomState, k: SkuState, now: int, on_air: bool, pb: Playboo
     begin = max(lo * st.bucket_ms, st.started_ts)
     span = float(max(now - begin, st.bucket_ms))
     f = _MIN / span
-    # a bucket b can only sit at ring[b % len(ring)]: look at the <= n_short positions of
-    # lo..cur_b, not every slot of the long ring (py-spy: 3.6 % of the many-room pipeline)
+    # the <= n_short positions of lo..cur_b, not every slot of the long ring (py-spy: 3.6 % of
+    # the many-room pipeline)
     cur = st.cur_b
     cart = 0
     sring = k.ring
     if sring is not None:
-        n = st.n_short
-        for b in range(lo, cur + 1):
-            slot = sring[b % n]
-            if slot[S_STAMP] == b:
-                cart += slot[S_CART]
+        for slot in _stamped(sring, st.n_short, lo, cur + 1):
+            cart += slot[S_CART]
     chat = intent = missed = 0
     if on_air:
-        ring, n = st.ring, st.n_long
-        for b in range(lo, cur + 1):
-            slot = ring[b % n]
-            if slot[R_STAMP] == b:
-                chat += slot[R_CHAT]
-                intent += slot[R_INTENT]
-                missed += slot[R_MISSED]
+        for slot in _stamped(st.ring, st.n_long, lo, cur + 1):
+            chat += slot[R_CHAT]
+            intent += slot[R_INTENT]
+            missed += slot[R_MISSED]
     weighted = (intent + pb.intent.missed_weight * missed) * f
     chat_pm = chat * f
     share = min(1.0, weighted / chat_pm) if chat_pm > 0 else 0.0
