@@ -41,6 +41,14 @@ pinned versions, so an upgrade that changes them fails loudly instead of silentl
   GIL) was 8.7 % of the worker's GIL time. The worker's consumer is recognised by its key
   deserializer, :class:`_RawInputs` (the identity); every other consumer in the process, and
   every other topic (changelogs), still gets ``ConsumerRecord``.
+- ``aiokafka.consumer.fetcher.FetchResult.getall``: for those same records (read uncommitted)
+  the records are taken a whole record batch at a time (:func:`_take`: ``list()`` of the batch's
+  C iterator, its first and last record looked at) instead of one at a time through
+  ``PartitionRecords``' generator, ``__next__`` and ``_consumer_record``; same records, order and
+  positions (a property test against aiokafka's own path). Instructions per record taken from a
+  fetch of 5,000 (valgrind): 6,330 -> 2,430; that path was ~8 % of a many-room worker's samples
+  (py-spy, the consumer's thread). A limit that ends with the fetch's last batch finishes the
+  fetch at once, so the partition is fetched again a round earlier.
 
 The rest of the worker sees only batches (:class:`BatchSink`) and never imports Faust internals.
 """
@@ -96,6 +104,113 @@ def _record(self: Any, tp: Any, record: Any) -> Any:
 
 
 aiokafka_fetcher.PartitionRecords._consumer_record = _record
+
+
+def _is_worker_input(pr: Any) -> bool:
+    """The records are the worker's input topics, delivered as batches, read uncommitted."""
+    mark = pr._key_deserializer
+    if type(mark) is not _RawInputs or pr._value_deserializer is not None:
+        return False
+    consumer = mark.consumer
+    return bool(pr._tp.topic in consumer.input_topics and consumer.batch_sink is not None
+                and pr._isolation_level == aiokafka_fetcher.READ_UNCOMMITTED)
+
+
+class _Taken:
+    """What :func:`_take` keeps on a ``PartitionRecords`` between calls."""
+
+    __slots__ = ("rest", "end", "error")
+
+    def __init__(self) -> None:
+        self.rest: list[Any] = []  # records of a batch that a limit cut, not delivered yet
+        self.end: int | None = None  # that batch's next offset, the position once it is done
+        self.error: BaseException | None = None  # a corrupt batch: raised again on every call
+
+
+def _take(pr: Any, limit: int | None) -> tuple[list[Any], bool]:
+    """Up to ``limit`` records of ``pr`` (None: all), a whole record batch at a time, and
+    whether it is exhausted. The same records, in the same order, with the same positions
+    (``next_fetch_offset``) as aiokafka's per-record generator (``_unpack_records`` through
+    ``PartitionRecords.__next__``) for what :func:`_is_worker_input` admits: no transaction
+    markers to honour (read uncommitted), control batches skipped, records below the fetch
+    offset skipped, the CRC checked. One difference: a limit that ends exactly with the last
+    batch finishes the fetch at once, where the generator waits for one more call to find it
+    empty (so the partition is fetched again one round earlier)."""
+    st = pr.__dict__.get("_livecue_taken")
+    if st is None:
+        st = pr._livecue_taken = _Taken()
+    if st.error is not None:
+        raise st.error
+    out: list[Any] = []
+    room = limit
+    if st.rest:
+        rest = st.rest
+        if room is not None and room < len(rest):
+            out = rest[:room]
+            st.rest = rest[room:]
+            pr.next_fetch_offset = out[-1].offset + 1
+            return out, False
+        out = rest
+        st.rest = []
+        pr.next_fetch_offset = out[-1].offset + 1
+        if room is not None:
+            room -= len(out)
+    records = pr._records
+    if st.end is not None:
+        if room == 0 and records.has_next():
+            return out, False  # the generator would stop here, before moving past the batch
+        pr.next_fetch_offset, st.end = st.end, None
+    while records.has_next():
+        if room == 0:
+            return out, False
+        batch = records.next_batch()
+        if pr._check_crcs and not batch.validate_crc():
+            st.error = aiokafka.errors.CorruptRecordException(f"Invalid CRC - {pr._tp}")
+            raise st.error
+        if batch.is_control_batch:
+            pr.next_fetch_offset = batch.next_offset
+            continue
+        recs = list(batch)
+        if recs and recs[0].offset < pr.next_fetch_offset:
+            floor = pr.next_fetch_offset
+            recs = [r for r in recs if r.offset >= floor]
+        if room is not None and 0 < room <= len(recs):
+            # the limit ends in this batch: the rest (maybe none) and the batch's end wait for
+            # the next call, as the generator waits at its last yield
+            out += recs[:room]
+            st.rest = recs[room:]
+            st.end = batch.next_offset
+            pr.next_fetch_offset = out[-1].offset + 1
+            if st.rest or records.has_next():
+                return out, False
+            pr.next_fetch_offset, st.end = st.end, None  # the last batch, all delivered
+            return out, True
+        out += recs
+        if room is not None:
+            room -= len(recs)
+        pr.next_fetch_offset = batch.next_offset
+    return out, True
+
+
+_getall = aiokafka_fetcher.FetchResult.getall
+
+
+def _fetch_getall(self: Any, max_records: int | None = None) -> list[Any]:
+    """``FetchResult.getall``: the worker's input records a whole batch at a time
+    (:func:`_take`), everything else by aiokafka's own path."""
+    pr = self._partition_records
+    if pr is None or not _is_worker_input(pr):
+        return cast(list[Any], _getall(self, max_records))
+    if not self.check_assignment(self._topic_partition) or not self.has_more():
+        return []
+    out, done = _take(pr, max_records)
+    self._update_position()
+    if done:
+        self._partition_records = None
+    return out
+
+
+aiokafka_fetcher.FetchResult.getall = _fetch_getall
 
 
 class BatchSink(Protocol):

@@ -138,3 +138,35 @@ def test_parsed_record_path_relies_on_what_it_patches() -> None:
     assert "self._key_deserializer," in inspect.getsource(fetcher.Fetcher._proc_fetch_request)
     src = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
     assert "key_deserializer" not in src  # Faust sets none: keys are bytes, as _RawInputs keeps them
+
+
+def test_bulk_take_mirrors_aiokafkas_record_generator() -> None:
+    """stream.faust_batch._take reproduces PartitionRecords._unpack_records (read uncommitted)
+    and replaces FetchResult.getall for the worker's inputs: what it mirrors is still there."""
+    from aiokafka.consumer import fetcher
+
+    from stream import faust_batch
+
+    assert fetcher.FetchResult.getall is faust_batch._fetch_getall  # patched at import
+    unpack = inspect.getsource(fetcher.PartitionRecords._unpack_records)
+    for line in ("while records.has_next():", "next_batch = records.next_batch()",
+                 "if self._check_crcs and not next_batch.validate_crc():",
+                 "if next_batch.is_control_batch:", "if record.offset < self.next_fetch_offset:",
+                 "self.next_fetch_offset = record.offset + 1",
+                 "self.next_fetch_offset = next_batch.next_offset",
+                 "self._isolation_level == READ_COMMITTED"):
+        assert line in unpack, line
+    getall = inspect.getsource(faust_batch._getall)
+    for line in ("if not self.check_assignment(tp) or not self.has_more():",
+                 "for msg in self._partition_records:", "self._update_position()",
+                 "self._partition_records = None"):
+        assert line in getall, line
+    assert list(inspect.signature(faust_batch._getall).parameters) == ["self", "max_records"]
+    init = inspect.getsource(fetcher.PartitionRecords.__init__)
+    for line in ("self._tp = tp", "self._records = records", "self._check_crcs = check_crcs",
+                 "self._isolation_level = isolation_level", "self.next_fetch_offset = fetch_offset"):
+        assert line in init, line
+    # Faust takes records only through getall (getmany -> fetched_records), never getone
+    assert "res_or_error.getall(max_records)" in inspect.getsource(fetcher.Fetcher.fetched_records)
+    assert "fetched_records(" in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread._fetch_records)
+    assert fetcher.READ_UNCOMMITTED == 0
