@@ -122,8 +122,9 @@ def test_bulk_take_equals_aiokafkas_per_record_path(spec: Spec,
 def _compare(spec: Spec, limits: list[int | None], skip: int) -> None:
     data, offsets = _layout(spec)
     # a fetch starts in the batch holding its offset (a broker never returns one wholly below it)
-    first_base, first_deltas = spec[0][0], spec[0][1]
-    fetch_offset = first_base + min(skip, first_deltas[-1])
+    # (or past its last record, in a compacted tail: then none of it is delivered)
+    first_base, first_deltas, first_tail = spec[0][0], spec[0][1], spec[0][3]
+    fetch_offset = first_base + min(skip, first_deltas[-1] + first_tail)
     want = _drain(_fetch(data, fetch_offset), limits, faust_batch._getall)  # aiokafka's own path
     got = _drain(_fetch(data, fetch_offset), limits, FetchResult.getall)  # patched: _fetch_getall
     assert FetchResult.getall is faust_batch._fetch_getall
@@ -181,7 +182,8 @@ def test_a_corrupt_batch_raises_on_every_call_and_delivers_nothing_past_it() -> 
 def _a_corrupt_batch_raises_on_every_call_and_delivers_nothing_past_it() -> None:
     good, _ = _layout([(0, [0, 1, 2], False, 0)])
     bad = bytearray(_batch(3, [0, 1]))
-    bad[-1] ^= 0xFF  # a record byte: the CRC no longer matches
+    at = bad.index(b'{"o":4}') + 5
+    bad[at:at + 1] = b"7"  # a value still parses, but the CRC no longer matches
     fr = _fetch(good + bytes(bad), 0)
     assert [r.offset for r in fr.getall(3)] == [0, 1, 2]
     with pytest.raises(CorruptRecordException):
@@ -193,3 +195,40 @@ def _a_corrupt_batch_raises_on_every_call_and_delivers_nothing_past_it() -> None
     assert len(faust_batch._getall(ref, 3)) == 3
     with pytest.raises(CorruptRecordException):
         faust_batch._getall(ref, None)
+
+
+def test_a_batch_is_parsed_only_as_far_as_taken() -> None:
+    _in_loop(_a_batch_is_parsed_only_as_far_as_taken)
+
+
+def _a_batch_is_parsed_only_as_far_as_taken() -> None:
+    # a catch-up's fetch brings whole producer batches (thousands of records each, 48 input
+    # partitions); parsed whole and kept between rounds they raised the worker's RSS by ~30 MiB
+    data, _ = _layout([(0, list(range(100)), False, 0)])
+    fr = _fetch(data, 0)
+    pr = fr._partition_records
+    assert [r.offset for r in fr.getall(10)] == list(range(10))
+    st = vars(pr)["_livecue_taken"]
+    assert len(st.rest) == 1 and st.rest[0].offset == 10  # one record read ahead, no more
+    assert [r.offset for r in fr.getall(85)] == list(range(10, 95)) and len(st.rest) == 1
+    assert [r.offset for r in fr.getall(10)] == list(range(95, 100)) and not fr.has_more()
+
+
+def test_a_fetch_starting_in_a_compacted_tail_skips_that_batch() -> None:
+    _in_loop(_a_fetch_starting_in_a_compacted_tail_skips_that_batch)
+
+
+def _a_fetch_starting_in_a_compacted_tail_skips_that_batch() -> None:
+    # records 0..2, offsets 3..4 compacted away; the consumer's position is 4
+    data, _ = _layout([(0, [0, 1, 2], False, 2), (0, [0, 1], False, 0)])
+    for getall in (faust_batch._getall, FetchResult.getall):
+        fr = _fetch(data, 4)
+        assert [r.offset for r in getall(fr, 1)] == [5] and _position(fr) == 6
+        assert [r.offset for r in getall(fr, 1)] == [6] and _position(fr) == 7
+    # that batch alone: nothing delivered, and the position moves past it
+    data, _ = _layout([(0, [0, 1, 2], False, 2)])
+    for getall in (faust_batch._getall, FetchResult.getall):
+        fr = _fetch(data, 4)
+        while fr.has_more():
+            assert getall(fr, 1) == []
+        assert _position(fr) == 5
