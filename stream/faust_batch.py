@@ -95,14 +95,21 @@ class _RawInputs:
 _consumer_record = aiokafka_fetcher.PartitionRecords._consumer_record
 
 
+def _batches_of(pr: Any, tp: Any) -> bool:
+    """``pr`` (a ``PartitionRecords``) holds records of an input topic of a
+    :class:`BatchConsumer` with a sink: they go to the sink in batches, as parsed."""
+    mark = pr._key_deserializer
+    if type(mark) is not _RawInputs or pr._value_deserializer is not None:
+        return False
+    consumer = mark.consumer
+    return tp.topic in consumer.input_topics and consumer.batch_sink is not None
+
+
 def _record(self: Any, tp: Any, record: Any) -> Any:
     """``PartitionRecords._consumer_record``: the parsed record itself for the input topics of
     a :class:`BatchConsumer` with a sink (its batches), a ``ConsumerRecord`` otherwise."""
-    mark = self._key_deserializer
-    if type(mark) is _RawInputs and self._value_deserializer is None:
-        consumer = mark.consumer
-        if tp.topic in consumer.input_topics and consumer.batch_sink is not None:
-            return record
+    if _batches_of(self, tp):
+        return record
     return _consumer_record(self, tp, record)
 
 
@@ -111,12 +118,7 @@ aiokafka_fetcher.PartitionRecords._consumer_record = _record
 
 def _is_worker_input(pr: Any) -> bool:
     """The records are the worker's input topics, delivered as batches, read uncommitted."""
-    mark = pr._key_deserializer
-    if type(mark) is not _RawInputs or pr._value_deserializer is not None:
-        return False
-    consumer = mark.consumer
-    return bool(pr._tp.topic in consumer.input_topics and consumer.batch_sink is not None
-                and pr._isolation_level == aiokafka_fetcher.READ_UNCOMMITTED)
+    return pr._isolation_level == aiokafka_fetcher.READ_UNCOMMITTED and _batches_of(pr, pr._tp)
 
 
 class _Taken:
@@ -197,7 +199,7 @@ _getall = aiokafka_fetcher.FetchResult.getall
 
 
 def _fetch_getall(self: Any, max_records: int | None = None) -> list[Any]:
-    """``FetchResult.getall``: the worker's input records a whole batch at a time
+    """``FetchResult.getall``: the worker's input records in slices of each record batch
     (:func:`_take`), everything else by aiokafka's own path."""
     pr = self._partition_records
     if pr is None or not _is_worker_input(pr):

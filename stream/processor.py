@@ -104,7 +104,6 @@ class _Room:
     seen: float = 0.0  # caller's clock (seconds) when it last had an event
 
 
-
 class StatsThrottle:
     """Which rooms' room_stats go out now: a room is *due* once its stats tick passed, and goes
     out when it was not sent within the last ``interval`` (the caller's clock, seconds).
