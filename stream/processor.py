@@ -53,15 +53,17 @@ def reason_code(reason: str) -> str:
     return base.strip()[:40] or "other"
 
 
-#: One consumed input record waiting in the merge, a plain tuple (py-spy: building a slotted
-#: object per record was 5 % of a many-room worker): the event, its topic and offset, the
-#: record's value bytes (for a dead letter if the core rejects the event), the batch handle, and
-#: when its batch was received (monotonic seconds, for the processing-latency metric). Neither
-#: the consumer's record object nor the key is kept: a catch-up queues hundreds of thousands of
-#: records, and they were a quarter of what each one held (1,032 -> 768 bytes a record). The
-#: key of a decoded event is its ``room_id``, UTF-8 (the decoder checked it).
-Record = tuple[Event, str, int, Any, Any, float]
-_EVENT, _TOPIC, _OFFSET, _HANDLE = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(4)
+#: One consumed input record waiting in the merge: the merge's own queue entry, one flat tuple
+#: (py-spy: building a slotted object per record was 5 % of a many-room worker)
+#: ``(ts, rank, offset, ready_ms, event, topic, value, handle, received)``: the merge key and
+#: ready time (:class:`~stream.core.align.PartitionGroup`), the event, its topic, the record's
+#: value bytes (for a dead letter if the core rejects the event), the batch handle, and when its
+#: batch was received (monotonic seconds, for the processing-latency metric). Neither the
+#: consumer's record object nor the key is kept: a catch-up queues ~100k records (1,032 -> 768
+#: bytes a record without them; one tuple instead of three nested ones, 112 bytes less again).
+#: The key of a decoded event is its ``room_id``, UTF-8 (the decoder checked it).
+Record = tuple[int, int, int, int, Event, str, Any, Any, float]
+_OFFSET, _EVENT, _TOPIC, _HANDLE = itemgetter(2), itemgetter(4), itemgetter(5), itemgetter(7)
 #: the one event type of an input topic that carries one (its consumed count needs no per-record tally)
 _ONLY_TYPE: dict[str, str] = {
     t: types[0] for t in INPUT_TOPICS
@@ -225,7 +227,8 @@ class Processor:
     def _group(self, partition: int) -> PartitionGroup:
         g = self._groups.get(partition)
         if g is None:
-            g = self._groups[partition] = PartitionGroup(INPUT_TOPICS, self._max_idle_ms, self._grace_ms)
+            g = self._groups[partition] = PartitionGroup(INPUT_TOPICS, self._max_idle_ms, self._grace_ms,
+                                                         whole=True)
         return g
 
     def ingest_batch(
@@ -247,7 +250,7 @@ class Processor:
         # PartitionGroup.ready_at and the module docstring of stream.core.align)
         ready = group.ready_at(now_ms)
         # queue entries built here, once per record (the merge's own form: see push_entries)
-        entries: list[tuple[tuple[int, int, int], int, Record]] = []
+        entries: list[Record] = []
         append = entries.append
         for r in records:
             offset, value = r.offset, r.value
@@ -263,12 +266,12 @@ class Processor:
                 self._deadletter_handles.append(handle)
                 dls.append(DeadLetter.of(topic, partition, offset, r.key, value, exc.reason, exc.field, wall_ms))
                 continue
-            append(((ts, rank, offset), ready, (event, topic, offset, value, handle, received)))
+            append((ts, rank, offset, ready, event, topic, value, handle, received))
         if entries:
             group.push_entries(topic, entries)
             if m:
                 only = _ONLY_TYPE.get(topic)  # one event type on this topic: no per-record count
-                counts = {only: len(entries)} if only is not None else Counter(e[2][0].type for e in entries)
+                counts = {only: len(entries)} if only is not None else Counter(e[4].type for e in entries)
                 for etype, n in counts.items():
                     m.consumed(topic, etype, n)
         return dls
@@ -319,7 +322,7 @@ class Processor:
         # Group by room, preserving the released order within each room.
         by_room: dict[str, list[Record]] = {}
         for rec in records:
-            rid = rec[0].room_id
+            rid = rec[4].room_id
             lst = by_room.get(rid)
             if lst is None:
                 by_room[rid] = [rec]
@@ -341,9 +344,9 @@ class Processor:
             else:
                 fresh = []
                 for rec in recs:
-                    _ev, topic, offset, _value, handle, _received = rec
+                    topic, offset = rec[5], rec[2]
                     if offset <= offsets.get(topic, -1):
-                        handles.append(handle)  # already applied before a restart
+                        handles.append(rec[7])  # already applied before a restart
                         continue
                     offsets[topic] = offset
                     fresh.append(rec)
@@ -357,7 +360,7 @@ class Processor:
             else:  # nothing accepted, never stored: a junk room id leaves no state behind
                 self._junk.append(room_id)
             if result.cues:
-                earliest = min(r[5] for r in fresh)
+                earliest = min(r[8] for r in fresh)
                 for cue in result.cues:
                     out.cues.append((dataclasses.replace(cue, emitted_at=wall_ms), earliest))
             if result.stats:  # a session's final snapshot: sent at once
@@ -366,12 +369,12 @@ class Processor:
             elif result.snapshot_due:
                 self._stats.due(room_id)
             if result.rejected:
-                by_event = {id(r[0]): r for r in fresh}
+                by_event = {id(r[4]): r for r in fresh}
                 for ev, reason in result.rejected:
                     bad = by_event.get(id(ev))
                     if bad is None:
                         continue
-                    _ev, topic, offset, value, _handle, _received = bad
+                    topic, offset, value = bad[5], bad[2], bad[6]
                     if m:
                         m.deadletter(topic, reason_code(reason))
                     out.deadletters.append(DeadLetter.of(

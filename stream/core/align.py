@@ -73,12 +73,14 @@ TOPIC_RANK: Final[dict[str, int]] = {t: i for i, t in enumerate(INPUT_TOPICS)}
 _UNREAD: Final = -1  # caught_up marker: the topic-partition has unread records (or is unknown)
 _FAR_PAST: Final = -(2**62)
 _FAR_FUTURE: Final = 2**62
-_KEY: Final = itemgetter(0)  # a queue entry's merge key
-_PAYLOAD: Final = itemgetter(2)
-
-
-def _offset(entry: tuple[tuple[int, int, int], int, Any]) -> int:
-    return entry[0][2]
+#: A queue entry: one flat tuple ``(ts, rank, offset, ready_ms, payload, ...)``. Its first three
+#: fields are the merge key, unique within a group (a topic's rank and an offset name one
+#: record), so entries compare as their keys do, in C, and nothing past the key is ever
+#: compared. Flat rather than ``(key, ready, payload)``: a catch-up queues ~100k records, and
+#: the two nested tuples were 112 of the ~560 bytes each one held (tracemalloc).
+Entry = tuple[Any, ...]
+_PAYLOAD: Final = itemgetter(4)
+_offset: Final = itemgetter(2)
 
 
 def order_key(ts: int, topic: str, seq: int) -> tuple[int, int, int]:
@@ -110,14 +112,16 @@ class PartitionGroup:
     its topic's queue (records of a topic must be pushed in offset order);
     ``mark_caught_up(topic, at_ms)`` says a poll at ``at_ms`` found the topic-partition fully read
     (``None``: it has unread records); ``pop_ready(now_ms)`` returns the payloads that may be
-    released, in merge order. See the module docstring for the rule.
+    released, in merge order (with ``whole``, the queue entries themselves: the worker pushes
+    its records already in entry form, see :meth:`push_entries`). See the module docstring for
+    the rule.
     """
 
     __slots__ = ("topics", "max_idle_ms", "grace_ms", "outlier_ms", "_queues",
-                 "_caught_up", "forced", "outliers", "_n", "_idle_since", "_descents", "fast")
+                 "_caught_up", "forced", "outliers", "_n", "_idle_since", "_descents", "fast", "whole")
 
     def __init__(self, topics: Iterable[str], max_idle_ms: int, grace_ms: int = 50,
-                 outlier_ms: int = 3_600_000, fast: bool = True) -> None:
+                 outlier_ms: int = 3_600_000, fast: bool = True, whole: bool = False) -> None:
         self.topics = tuple(topics)
         self.max_idle_ms = max_idle_ms
         self.grace_ms = min(grace_ms, max_idle_ms)
@@ -126,8 +130,8 @@ class PartitionGroup:
         self.outliers = 0
         #: when the merge began waiting for a topic-partition with unread records (None: not)
         self._idle_since: int | None = None
-        # topic -> deque of (key, ready_ms, payload): ready_ms from ready_at()
-        self._queues: dict[str, deque[tuple[tuple[int, int, int], int, Any]]] = {
+        # topic -> deque of entries (ts, rank, offset, ready_ms, payload...): ready_ms from ready_at()
+        self._queues: dict[str, deque[Entry]] = {
             t: deque() for t in self.topics}
         self._caught_up: dict[str, int] = {t: _UNREAD for t in self.topics}
         #: records released by the max-idle bound while a topic still had unread records, by topic
@@ -139,6 +143,8 @@ class PartitionGroup:
         #: take sorted runs in bulk when every queue holds records (see _bulk); False: one
         #: head at a time only (the reference the property tests compare it with)
         self.fast = fast
+        #: pop_ready / drain return whole entries rather than their payload (entry[4])
+        self.whole = whole
 
     def __len__(self) -> int:
         return self._n
@@ -159,22 +165,22 @@ class PartitionGroup:
         ``now_ms``."""
         rank = TOPIC_RANK.get(topic, len(TOPIC_RANK))
         ready = self.ready_at(now_ms)
-        self.push_entries(topic, [((ts, rank, offset), ready, payload) for ts, offset, payload in records])
+        self.push_entries(topic, [(ts, rank, offset, ready, payload) for ts, offset, payload in records])
 
-    def push_entries(self, topic: str, entries: list[tuple[tuple[int, int, int], int, Any]]) -> None:
+    def push_entries(self, topic: str, entries: list[Entry]) -> None:
         """Append records of one topic, in offset order, already in queue form
-        ``((ts, TOPIC_RANK[topic], offset), ready_ms, payload)`` with ``ready_ms`` from
-        :meth:`ready_at`: the worker builds them as it decodes a batch (one tuple less per
-        record than :meth:`push_many`)."""
+        ``(ts, TOPIC_RANK[topic], offset, ready_ms, ...)`` with ``ready_ms`` from
+        :meth:`ready_at` and anything after it (the payload at index 4): the worker builds them
+        as it decodes a batch, one tuple per record."""
         if not entries:
             return
         q = self._queues[topic]
         # where the queue's keys go down (a ts earlier than the record before it): compared in C,
         # entry against entry (keys are unique within a topic, so the key decides)
         if q and entries[0] < q[-1]:
-            self._descents[topic].append(entries[0][0][2])
+            self._descents[topic].append(entries[0][2])
         if len(entries) > 1 and any(map(gt, entries, islice(entries, 1, None))):
-            self._descents[topic].extend(entries[j][0][2] for j in range(1, len(entries))
+            self._descents[topic].extend(entries[j][2] for j in range(1, len(entries))
                                          if entries[j] < entries[j - 1])
         q.extend(entries)
         self._n += len(entries)
@@ -184,7 +190,7 @@ class PartitionGroup:
         read them again). Returns how many."""
         q = self._queues[topic]
         n = 0
-        while q and q[-1][0][2] >= offset:
+        while q and q[-1][2] >= offset:
             q.pop()
             n += 1
         self._n -= n
@@ -201,6 +207,7 @@ class PartitionGroup:
         out: list[Any] = []
         queues = self._queues
         caught_up = self._caught_up
+        whole = self.whole
         idle_line = now_ms - self.max_idle_ms
         while self._n:
             if self.fast and all(queues.values()):
@@ -209,10 +216,11 @@ class PartitionGroup:
                     self._n -= taken
                     self._idle_since = None
                     continue
-            # the smallest head, the runner-up head, and what the empty queues allow
+            # the smallest head, the runner-up head (entries: they compare as their keys), and
+            # what the empty queues allow
             best_q = None
-            best_k: tuple[int, int, int] | None = None
-            second_k: tuple[int, int, int] | None = None
+            best_k: Entry | None = None
+            second_k: Entry | None = None
             confirmed = now_ms  # ready times up to this were confirmed by a poll of every empty queue
             empty = False
             unread: list[str] = []
@@ -220,7 +228,7 @@ class PartitionGroup:
             far_ts = 0
             for t, q in queues.items():
                 if q:
-                    k = q[0][0]
+                    k = q[0]
                     if best_k is None or k < best_k:
                         second_k, best_k, best_q = best_k, k, q
                     elif second_k is None or k < second_k:
@@ -238,7 +246,7 @@ class PartitionGroup:
             # an outlier: a head dated far past every other head
             outlier = far_q if far_q is not best_q and far_ts > best_k[0] + self.outlier_ms else None
             # the best queue's run stops where its head would make another head an outlier
-            others = [q[0][0][0] for q in queues.values() if q and q is not best_q]
+            others = [q[0][0] for q in queues.values() if q and q is not best_q]
             floor = max(others) - self.outlier_ms if others else None
             if unread:
                 # the broker holds records we wait for: stand still, at most max idle
@@ -254,9 +262,10 @@ class PartitionGroup:
             if not unread:
                 self._idle_since = None
             if outlier is not None:  # first, once the heads are all known (same wait rule)
-                if outlier[0][1] > allowed:
+                if outlier[0][3] > allowed:
                     break
-                out.append(outlier.popleft()[2])
+                head = outlier.popleft()
+                out.append(head if whole else head[4])
                 self._n -= 1
                 self.outliers += 1
                 if unread:
@@ -267,15 +276,15 @@ class PartitionGroup:
             # own that is far ahead stops the run at once: the next round judges it)
             taken = 0
             while best_q:
-                k, ready, payload = best_q[0]
-                if second_k is not None and k > second_k:
+                e = best_q[0]
+                if second_k is not None and e > second_k:
                     break
-                if ready > allowed:
+                if e[3] > allowed:
                     break
-                if taken and floor is not None and k[0] < floor:
+                if taken and floor is not None and e[0] < floor:
                     break  # judged again by the next round (another head is now an outlier)
                 best_q.popleft()
-                out.append(payload)
+                out.append(e if whole else e[4])
                 taken += 1
             if not taken:
                 break
@@ -298,25 +307,26 @@ class PartitionGroup:
         queues = self._queues
         descents = self._descents
         runs: list[tuple[deque[Any], int]] = []
-        limit: tuple[int, int, int] | None = None
+        limit: Entry | None = None
         for t, q in queues.items():
             d = descents[t]
-            head_offset = q[0][0][2]
+            head_offset = q[0][2]
             while d and d[0] <= head_offset:  # a descent at the head is the start of a run
                 d.popleft()
             n = bisect_left(q, d[0], key=_offset) if d else len(q)
-            last = q[n - 1][0]
+            last = q[n - 1]
             if limit is None or last < limit:
                 limit = last
             runs.append((q, n))
-        heads = [q[0][0][0] for q, _ in runs]
+        assert limit is not None  # every queue holds records
+        heads = [q[0][0] for q, _ in runs]
         lo, hi = min(heads), max(heads)
         takes: list[int] = []
         for q, n in runs:
-            k = bisect_right(q, limit, 0, n, key=_KEY)
+            k = bisect_right(q, limit, 0, n)
             takes.append(k)
             if k:  # the heads it passes through: its taken records and the one after them
-                hi = max(hi, q[k - 1][0][0], q[k][0][0] if k < len(q) else hi)
+                hi = max(hi, q[k - 1][0], q[k][0] if k < len(q) else hi)
         if hi - lo > self.outlier_ms:
             return 0
         taken: list[Any] = []
@@ -324,14 +334,17 @@ class PartitionGroup:
             if k:
                 taken.extend(islice(q, 0, k))
                 deque(starmap(q.popleft, repeat((), k)), maxlen=0)
-        taken.sort(key=_KEY)
-        out.extend(map(_PAYLOAD, taken))
+        taken.sort()  # tuples, decided by their keys (CPython compares the first fields unboxed)
+        if self.whole:
+            out.extend(taken)
+        else:
+            out.extend(map(_PAYLOAD, taken))
         return len(taken)
 
     def drain(self) -> list[Any]:
         """Remove and return everything, merged (revocation / shutdown)."""
-        merged = heapq.merge(*(list(q) for q in self._queues.values()), key=lambda r: r[0])
-        out = [p for _, _, p in merged]
+        merged = heapq.merge(*(list(q) for q in self._queues.values()))
+        out = list(merged) if self.whole else list(map(_PAYLOAD, merged))
         for q in self._queues.values():
             q.clear()
         for d in self._descents.values():
