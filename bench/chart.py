@@ -56,9 +56,10 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
     lat_labels: list[str] = []
     p50: list[float | None] = []
     p99: list[float | None] = []
-    for kind in ("e2e", "floor"):
-        for run in d.get(kind, {}).get("runs", []):
-            lat_labels.append(f"{kind}\n{run['rate']:,.0f}/s")
+    for kind, runs_key, label in (("e2e", "runs", "e2e"), ("floor", "runs", "floor"),
+                                  ("floor", "one_topic_runs", "floor 1 topic")):
+        for run in d.get(kind, {}).get(runs_key, []):
+            lat_labels.append(f"{label}\n{run['rate']:,.0f}/s")
             p50.append(run.get("p50_ms"))
             p99.append(run.get("p99_ms"))
     if "fanout" in d and isinstance(d["fanout"], dict) and "screens" in d["fanout"]:

@@ -5,9 +5,14 @@
 running worker and gateway; websocket clients connected as controllers of those rooms note, for every cue it receives, ``now - cue.ts``:
 the wall time from the event that fired the cue being sent to the cue reaching the screen.
 
-**floor**: the same paced events go producer → topic A → a plain aiokafka consume-and-forward
-(child, same fetch wait and linger as a worker) → topic B → an aiokafka consumer here, which notes
-``now - ts`` for every record: what two Kafka hops cost on this host at that rate, with no work.
+**floor**: the same paced events go producer → the six input topics → a plain aiokafka
+consume-and-forward of their 48 topic-partitions (child, same fetch wait and linger as a worker)
+→ topic B → an aiokafka consumer here, which notes ``now - ts`` for every record: what the same
+two Kafka hops cost on this host at that rate, with no work. The contract spreads a room's events
+over six topics, so any consumer of them fetches 6 × partitions topic-partitions, and the
+embedded broker's fetch cost grows with them (``docs/operations.md``). ``floor(...,
+one_topic=True)`` is the lighter floor measured before 4 December: everything sent to one topic A
+of ``partitions`` partitions and forwarded from there.
 
 p50 / p99 are nearest-rank quantiles in ms. The paced sender is a separate process so that its
 CPU does not delay this process's clock readings. Both begin with ``warmup_s`` at the same rate in
@@ -31,6 +36,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from websockets.asyncio.client import ClientConnection, connect
 
 from consumers.tokens import MAX_ROOMS, mint
+from schemas.events import INPUT_TOPICS
 
 from .common import create_topics_with_configs, hist_quantile, metric_sum, partitions_of, progress, quantile, scrape
 from .pace import rooms_for
@@ -186,11 +192,13 @@ def _ms(seconds: float | None) -> float | None:
 
 
 async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeout_s: float = 120.0,
-                warmup_s: float = 0.0) -> dict[str, Any]:
-    """Two plain Kafka hops at ``rate`` events/s for ``seconds``: latency of every record."""
-    await create_topics_with_configs(bootstrap, (FLOOR_A, FLOOR_B), 8)
+                warmup_s: float = 0.0, one_topic: bool = False) -> dict[str, Any]:
+    """Two plain Kafka hops at ``rate`` events/s for ``seconds``: latency of every record.
+    The first hop is the six input topics (they must exist), or with ``one_topic`` one topic A."""
+    await create_topics_with_configs(bootstrap, (FLOOR_A, FLOOR_B) if one_topic else (FLOOR_B,), 8)
+    src = FLOOR_A if one_topic else ",".join(INPUT_TOPICS)
     fwd = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.pace", "forward", "--bootstrap", bootstrap, "--src", FLOOR_A,
+        sys.executable, "-m", "bench.pace", "forward", "--bootstrap", bootstrap, "--src", src,
         "--dst", FLOOR_B, stdout=asyncio.subprocess.PIPE)
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                          fetch_max_wait_ms=20, auto_offset_reset="latest")
@@ -210,7 +218,8 @@ async def floor(bootstrap: str, rate: float, seconds: float, prefix: str, timeou
         for tp in tps:
             await c.position(tp)
         rooms = set(rooms_for(rate, prefix))
-        pacer = await _pacer(bootstrap, sorted(rooms), rate, seconds, to_topic=FLOOR_A, warmup_s=warmup_s,
+        pacer = await _pacer(bootstrap, sorted(rooms), rate, seconds, to_topic=FLOOR_A if one_topic else None,
+                             warmup_s=warmup_s,
                              warmup_prefix=f"{prefix}w")
         send_task = asyncio.create_task(_go_and_wait(pacer))
         progress(f"floor {rate:,.0f}/s: warming up for {warmup_s:.0f} s, then sending for {seconds:.0f} s")

@@ -10,7 +10,7 @@ with the measured rooms without a pause: the path is warm (the broker's JIT, the
 consumers' connections and batches) when the measured events begin.
 
 ``python -m bench.pace forward``: the floor's middle hop: a plain aiokafka consumer of ``--src``
-that forwards every record unchanged to ``--dst`` (same fetch wait and producer linger as a
+(comma-separated topics, every partition of each) that forwards every record unchanged to ``--dst`` (same fetch wait and producer linger as a
 worker's defaults). Prints ``forwarding`` once assigned; runs until SIGTERM.
 """
 
@@ -166,7 +166,7 @@ async def _forward(bootstrap: str, src: str, dst: str, fetch_max_wait_ms: int, l
     await p.start()
     await c.start()
     try:
-        tps = await partitions_of(bootstrap, [src])
+        tps = await partitions_of(bootstrap, src.split(","))
         c.assign(tps)
         await c.seek_to_end(*tps)
         for tp in tps:
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--warmup-rooms", default="", help="comma-separated room ids of the warm-up")
     f = sub.add_parser("forward")
     f.add_argument("--bootstrap", required=True)
-    f.add_argument("--src", required=True)
+    f.add_argument("--src", required=True, help="comma-separated topics")
     f.add_argument("--dst", required=True)
     f.add_argument("--fetch-max-wait-ms", type=int, default=20)
     f.add_argument("--linger-ms", type=int, default=20)

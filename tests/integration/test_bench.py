@@ -76,6 +76,10 @@ def test_every_key_is_a_number_of_the_right_sign(tiny_run: tuple[Any, dict[str, 
     assert d["many_room_workload"]["events"] == 3000 and d["many_room_workload"]["rooms"] == 30
     assert [r["rate"] for r in d["e2e"]["runs"]] == [500.0, 1000.0]
     assert all(r["samples"] > 0 for r in d["floor"]["runs"])
+    # the floor through the worker's own first hop (the six input topics) and the one-topic floor
+    assert [r["rate"] for r in d["floor"]["runs"]] == [r["rate"] for r in d["floor"]["one_topic_runs"]] == [500.0, 1000.0]
+    assert all(r["samples"] > 0 and r["complete"] for r in d["floor"]["one_topic_runs"] + d["floor"]["runs"])
+    assert d["floor"]["first_hop"].startswith("the 6 input topics")
     assert d["fanout"]["screens"] == 40 and d["fanout"]["deliveries"] > 0
     # every screen read with the kernel's receive stamps (Linux), which never come after the read
     assert d["fanout"]["stamps"] == "kernel" and d["fanout"]["screens_stamped"] == 40
@@ -110,6 +114,10 @@ def test_ratios_follow_from_the_figures(tiny_run: tuple[Any, dict[str, Any], Pat
     assert len(reads) == 3 and all(r > 0 for r in reads)
     assert res["ceiling_eps"] == pytest.approx(sorted(reads)[1], rel=1e-3)
     assert res["e2e_over_floor"] == pytest.approx(res["e2e_p99_ms"] / res["floor_p99_ms"], rel=1e-2)
+    assert res["e2e_over_one_topic_floor"] == pytest.approx(
+        res["e2e_p99_ms"] / res["floor_one_topic_p99_ms"], rel=1e-2)
+    for key, runs in (("floor_p99_ms", "runs"), ("floor_one_topic_p99_ms", "one_topic_runs")):
+        assert res[key] == pytest.approx(res["details"]["floor"][runs][-1]["p99_ms"], rel=1e-2)
     assert res["scale_2w_ratio"] == pytest.approx(
         res["details"]["scale"]["eps_2w"] / res["worker_eps"], rel=1e-2)
 
@@ -121,6 +129,7 @@ def test_output_table_progress_and_png(tiny_run: tuple[Any, dict[str, Any], Path
     assert res["command"] == lines[0][2:]
     for label in ("ceiling: aiokafka + orjson", "worker, many-room", "worker, dense", "peer: Quix Streams",
                   "peer: Bytewax", "event → cue on screen @ 1,000/s", "floor: 2 Kafka hops @ 1,000/s",
+                  "floor, 1st hop 1 topic @ 1,000/s",
                   "fan-out to 40 screens", "2 workers / 1 worker", "forced releases"):
         assert any(ln.startswith(label) for ln in lines), f"no table row {label!r}"
     progress = [ln for ln in proc.stderr.splitlines() if ln.startswith("[bench ")]
