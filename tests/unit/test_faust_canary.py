@@ -164,8 +164,11 @@ def test_bulk_take_mirrors_aiokafkas_record_generator() -> None:
     assert list(inspect.signature(faust_batch._getall).parameters) == ["self", "max_records"]
     init = inspect.getsource(fetcher.PartitionRecords.__init__)
     for line in ("self._tp = tp", "self._records = records", "self._check_crcs = check_crcs",
-                 "self._isolation_level = isolation_level", "self.next_fetch_offset = fetch_offset"):
+                 "self._isolation_level = isolation_level", "self.next_fetch_offset = fetch_offset",
+                 # the generator _fetch_getall drops (a reference cycle with the PartitionRecords)
+                 "self._records_iterator = self._unpack_records()"):
         assert line in init, line
+    assert "return next(self._records_iterator)" in inspect.getsource(fetcher.PartitionRecords.__next__)
     # Faust takes records only through getall (getmany -> fetched_records), never getone
     assert "res_or_error.getall(max_records)" in inspect.getsource(fetcher.Fetcher.fetched_records)
     assert "fetched_records(" in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread._fetch_records)
