@@ -158,6 +158,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web_port", _int_range(0, 65535), "0", "port of Faust's own web server (0: pick a free one)"),
     Setting("web_host", _str, "127.0.0.1", "address Faust's own web server binds to"),
     Setting("fetch_max_wait_ms", _int_range(1, 5000), "20", "longest a fetch waits for data (Faust hard-codes 1500)"),
+    Setting("fetch_min_bytes", _int_range(1, 64 * 1024 * 1024), "1", "the broker answers a worker's fetch once this many bytes are ready or fetch_max_wait_ms has passed: larger values mean fewer, larger fetches (less CPU on a busy worker) and add up to fetch_max_wait_ms to a quiet stream's latency, twice (docs/operations.md)"),
     Setting("linger_ms", _int_range(0, 1000), "20", "producer linger: batches sends (1 ms overloads Tansu)"),
     Setting("max_task_idle_ms", _int_range(0, 600000), "60000", "longest the merge stands still for an input topic-partition the broker holds unread records of (a failover, an overloaded broker or worker) before it gives up event-time order"),
     Setting("align_grace_ms", _int_range(0, 60000), "50", "how long after it arrived an event may wait for quiet, caught-up input topics (records produced before it still on their way): above the producers' linger.ms plus a produce request; raise it for exact replays at --speed max"),
@@ -219,6 +220,7 @@ class Settings:
     web_port: int = 0
     web_host: str = "127.0.0.1"
     fetch_max_wait_ms: int = 20
+    fetch_min_bytes: int = 1
     linger_ms: int = 20
     max_task_idle_ms: int = 60000
     align_grace_ms: int = 50

@@ -453,6 +453,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         value_serializer="raw",
     )
     app.livecue_fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.livecue_fetch_min_bytes = settings.fetch_min_bytes
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(*INPUT_TOPICS, allow_empty=True, **raw)
     for name in (TOPIC_CUES, TOPIC_ROOM_STATS, TOPIC_DEADLETTER):

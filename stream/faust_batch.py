@@ -23,7 +23,7 @@ pinned versions, so an upgrade that changes them fails loudly instead of silentl
   re-reads them from the committed offset).
 - ``AIOKafkaConsumerThread._create_worker_consumer``: Faust hard-codes ``fetch_max_wait_ms=1500``
   and Tansu does not wake a waiting fetch; the worker's setting is applied before the fetcher
-  starts.
+  starts, and so is its ``fetch_min_bytes`` (Faust passes none).
 - ``Monitor.stream_inbound_time``: the worker's input skips Faust's streams, so without a
   mark Faust's livelock detector logs a false "Stream has not started processing" ERROR for
   every lagging input partition after five minutes. Each batch marks its partition active.
@@ -247,6 +247,9 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         wait = getattr(self.app, "livecue_fetch_max_wait_ms", None)
         if wait is not None:
             consumer._fetch_max_wait_ms = wait  # read by AIOKafkaConsumer.start() for its Fetcher
+        min_bytes = getattr(self.app, "livecue_fetch_min_bytes", None)
+        if min_bytes is not None:
+            consumer._fetch_min_bytes = min_bytes  # also read by start()
         if consumer._key_deserializer is None and isinstance(self.consumer, BatchConsumer):
             consumer._key_deserializer = _RawInputs(self.consumer)  # also read by start()
         return consumer
@@ -398,6 +401,7 @@ class LiveCueApp(faust.App):
     """A Faust app whose consumer delivers the input topics as batches (see module docstring)."""
 
     livecue_fetch_max_wait_ms: int | None = None
+    livecue_fetch_min_bytes: int | None = None
     #: awaited first when the app stops (the worker flushes, waits for the broker, commits)
     stop_hook: Any = None
 

@@ -21,7 +21,7 @@ NAME = "worker"
 HELP = "run a stream worker: consume the room topics, keep windows and tiers, emit cues and room_stats"
 SETTINGS = (
     "broker", "partitions", "replication_factor", "app_id", "data_dir", "playbook", "playbook_dir", "worker_id",
-    "metrics_port", "metrics_host", "web_port", "web_host", "fetch_max_wait_ms", "linger_ms",
+    "metrics_port", "metrics_host", "web_port", "web_host", "fetch_max_wait_ms", "fetch_min_bytes", "linger_ms",
     "max_task_idle_ms", "align_grace_ms", "max_queued_per_partition", "max_future_ms", "max_cached_rooms", "ended_room_retention_s", "commit_interval_s", "session_timeout_s", "heartbeat_interval_s",
     "rebalance_timeout_s", "log_format", "log_level",
 )

@@ -11,6 +11,7 @@ from importlib.metadata import version
 from typing import Any
 
 import aiokafka
+from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.consumer.subscription_state import TopicPartitionState
 from faust.sensors.monitor import Monitor
 from faust.transport import consumer as faust_consumer
@@ -53,6 +54,9 @@ def test_fetch_wait_is_still_hard_coded_and_read_at_start() -> None:
     assert "fetch_max_wait_ms=1500" in src  # the reason for our override
     start = inspect.getsource(aiokafka.AIOKafkaConsumer.start)
     assert "self._fetch_max_wait_ms" in start  # read when the Fetcher is built, after construction
+    assert "fetch_min_bytes=self._fetch_min_bytes" in start  # the same for LIVECUE_FETCH_MIN_BYTES
+    # and the Fetcher puts it in every fetch request
+    assert "self._fetch_min_bytes" in inspect.getsource(aiokafka_fetcher.Fetcher._get_actions_per_node)
     assert list(inspect.signature(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer).parameters) == [
         "self", "transport"]
 
